@@ -1,0 +1,63 @@
+"""Resources shared by every domain, configured from environment variables (`.env`)."""
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import PrivateAttr
+from sqlalchemy.engine import Engine
+
+from pdm_orchestration.plant.config import Plant, load_plant
+from pdm_orchestration.settings import load_settings
+from pdm_orchestration.storage.engine import make_engine
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """The project database through one SQLAlchemy engine per run.
+
+    PostgreSQL in production; any SQLAlchemy URL works (the local default is SQLite).
+    """
+
+    database_url: str
+    echo: bool = False
+
+    _engine: Engine | None = PrivateAttr(default=None)
+
+    def get_engine(self) -> Engine:
+        """The run's engine, created on first use."""
+        if self._engine is None:
+            url = load_settings(database_url=self.database_url).db_url
+            self._engine = make_engine(url, echo=self.echo)
+        return self._engine
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+class PlantResource(dg.ConfigurableResource):
+    """The plant file, with the host and port that connections naming none default to."""
+
+    plant_file: str
+    plc_host: str = "127.0.0.1"
+    plc_port: int = 5020
+
+    def load(self) -> Plant:
+        """Read and validate the plant file (raises `PlantConfigError` listing every problem)."""
+        return load_plant(
+            Path(self.plant_file), default_host=self.plc_host, default_port=self.plc_port
+        )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return dg.Definitions(
+        resources={
+            "database": PostgresResource(database_url=dg.EnvVar("DATABASE_URL")),
+            "plant": PlantResource(
+                plant_file=dg.EnvVar("PDM_PLANT_FILE"),
+                plc_host=dg.EnvVar("PLC_HOST"),
+                plc_port=dg.EnvVar.int("PLC_PORT"),
+            ),
+        }
+    )

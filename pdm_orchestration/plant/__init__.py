@@ -1,0 +1,1 @@
+"""The plant: its configuration file, validation, and the device registry in the database."""

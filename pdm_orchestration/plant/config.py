@@ -1,0 +1,579 @@
+"""The plant file: connections, devices and points, validated into a `Plant`.
+
+A plant file is YAML with three sections (documented in `examples/plant.yaml` and the README):
+
+- `connections`: one Modbus TCP endpoint (gateway or PLC) each;
+- `devices`: a machine behind a connection, addressed by its unit id;
+- `points`: one sensor value each: where it lives (kind, address) and how it decodes.
+
+`load_plant` reports every problem of the file at once, each naming file, line and field, by
+raising `PlantConfigError`. What it returns is resolved: every point carries its wire address,
+byte order and poll group, exactly as stored in `plc_register_map`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pdm_orchestration.plant.yamlsource import Located, PathKey, YamlSyntaxError, load_located
+from pdm_orchestration.storage.schema import BYTE_ORDERS, DATA_TYPES, REGISTER_KINDS
+
+ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+RegisterKind = Literal["coil", "discrete", "holding", "input"]
+DataType = Literal[
+    "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string", "bit"
+]
+DeviceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+PointName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=48)]
+
+assert set(ByteOrder.__args__) == set(BYTE_ORDERS)  # type: ignore[attr-defined]
+assert set(DataType.__args__) == set(DATA_TYPES)  # type: ignore[attr-defined]
+assert set(RegisterKind.__args__) == set(REGISTER_KINDS)  # type: ignore[attr-defined]
+
+MAX_ADDRESS = 65535
+DEFAULT_GROUP = "default"
+# Registers (16-bit words) each data type occupies; strings take `length` registers.
+REGISTER_WIDTH = {
+    "int16": 1,
+    "uint16": 1,
+    "bit": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+    "int64": 4,
+    "uint64": 4,
+    "float64": 4,
+}
+BIT_KINDS = ("coil", "discrete")
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ConnectionSpec(_Spec):
+    """One Modbus TCP endpoint. Host and port default to PLC_HOST and PLC_PORT."""
+
+    id: DeviceId
+    host: str | None = Field(default=None, min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    timeout_s: float = Field(default=1.0, gt=0, le=60)
+    retries: int = Field(default=1, ge=0, le=10)
+    pause_between_requests_ms: int = Field(default=0, ge=0, le=60_000)
+    max_registers_per_read: int = Field(default=125, ge=1, le=125)
+    max_gap_fill: int = Field(default=10, ge=0, le=124)
+    reconnect_backoff_s: tuple[float, float] = (0.5, 60.0)
+    unit_fail_cycles: int = Field(default=3, ge=1, le=1000)
+    unit_cooldown_s: float = Field(default=60.0, ge=0)
+
+
+class DeviceSpec(_Spec):
+    """A machine behind a connection. `unit_id` has no default: say which unit it is."""
+
+    id: DeviceId
+    connection: str
+    unit_id: int = Field(ge=0, le=255)
+    address_base: Literal[0, 1] = 0
+    byte_order: ByteOrder = "ABCD"
+    unreadable: list[tuple[int, int]] = Field(default_factory=list)
+    groups: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    site: str | None = None
+    line: str | None = None
+    kind: str | None = None
+    description: str | None = None
+
+
+class PointSpec(_Spec):
+    """One sensor value of a device, as written in the plant file."""
+
+    device: str
+    name: PointName
+    kind: RegisterKind
+    address: int = Field(ge=0, le=MAX_ADDRESS + 1)
+    data_type: DataType = Field(alias="type")
+    bit: int | None = Field(default=None, ge=0, le=15)
+    length: int | None = Field(default=None, ge=1, le=125)
+    byte_order: ByteOrder | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str | None = None
+    valid_range: tuple[float, float] | None = None
+    nan_value: float | None = None
+    warn_low: float | None = None
+    warn_high: float | None = None
+    alarm_low: float | None = None
+    alarm_high: float | None = None
+    group: str | None = None
+    role: Literal["value", "timestamp"] = "value"
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A connection with host and port resolved; fields match `plc_connections` columns."""
+
+    name: str
+    host: str
+    port: int
+    timeout_s: float
+    retries: int
+    pause_between_requests_ms: int
+    max_registers_per_read: int
+    max_gap_fill: int
+    reconnect_backoff_min_s: float
+    reconnect_backoff_max_s: float
+    unit_fail_cycles: int
+    unit_cooldown_s: float
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device; fields match `devices` columns (the connection by name)."""
+
+    name: str
+    connection: str
+    unit_id: int
+    address_base: int
+    byte_order: str
+    poll_groups: dict[str, float]
+    unreadable: list[list[int]]
+    site: str | None
+    line: str | None
+    kind: str | None
+    description: str | None
+
+
+@dataclass(frozen=True)
+class Point:
+    """A resolved point: one `plc_register_map` row (device and connection by name).
+
+    `address` is the wire (protocol, 0-based) address: the file's address minus the device's
+    `address_base`. `length` is the number of registers the value occupies.
+    """
+
+    device: str
+    sensor: str
+    connection: str
+    unit_id: int
+    role: str
+    register_kind: str
+    address: int
+    data_type: str
+    bit: int | None
+    length: int
+    byte_order: str
+    scale: float
+    offset: float
+    unit: str | None
+    physical_min: float | None
+    physical_max: float | None
+    nan_value: float | None
+    warn_low: float | None
+    warn_high: float | None
+    alarm_low: float | None
+    alarm_high: float | None
+    poll_group: str
+    description: str | None
+
+    @property
+    def end_address(self) -> int:
+        """Last wire address the point occupies."""
+        return self.address + self.length - 1
+
+
+def mapped_fields(cls: type) -> tuple[str, ...]:
+    """Names of the dataclass fields of `cls` (the columns it maps to)."""
+    return tuple(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True)
+class Plant:
+    """A validated plant file."""
+
+    source: Path
+    connections: dict[str, Connection]
+    devices: dict[str, Device]
+    points: list[Point]
+
+    def points_of(self, device: str) -> list[Point]:
+        return [p for p in self.points if p.device == device]
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a plant file."""
+
+    file: Path
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else str(self.file)
+        return f"{where}: {self.field}: {self.message}"
+
+
+class PlantConfigError(ValueError):
+    """A plant file has problems; `issues` lists every one of them."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        noun = "problem" if len(issues) == 1 else "problems"
+        super().__init__(f"{len(issues)} {noun} in the plant file:\n" + "\n".join(map(str, issues)))
+
+
+SECTIONS = ("connections", "devices", "points")
+SpecT = TypeVar("SpecT", bound=_Spec)
+
+
+class _Collector:
+    """Collects issues, naming each with its path and the line it is on."""
+
+    def __init__(self, source: Path, located: Located) -> None:
+        self.source = source
+        self.located = located
+        self.issues: list[ConfigIssue] = []
+
+    def add(self, path: PathKey, message: str, label: str | None = None) -> None:
+        field = _path_label(path)
+        if label:
+            field = f"{field} ({label})"
+        self.issues.append(ConfigIssue(self.source, self.located.line_of(path), field, message))
+
+
+def _path_label(path: PathKey) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(file)"
+
+
+def load_plant(
+    path: str | Path, *, default_host: str = "127.0.0.1", default_port: int = 502
+) -> Plant:
+    """Read and validate a plant file; raise `PlantConfigError` listing every problem."""
+    source = Path(path)
+    try:
+        located = load_located(source)
+    except FileNotFoundError:
+        raise PlantConfigError([ConfigIssue(source, None, "(file)", "no such file")]) from None
+    except YamlSyntaxError as exc:
+        raise PlantConfigError([ConfigIssue(source, exc.line, "(file)", str(exc))]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlantConfigError([ConfigIssue(source, None, "(file)", str(exc))]) from None
+
+    out = _Collector(source, located)
+    for key_path, line in located.duplicate_keys:
+        out.issues.append(
+            ConfigIssue(source, line, _path_label(key_path), "key appears twice in one mapping")
+        )
+    data = located.data
+    if not isinstance(data, dict):
+        out.add((), "the file must be a mapping with sections " + ", ".join(SECTIONS))
+        raise PlantConfigError(out.issues)
+    for key in data:
+        if key not in SECTIONS:
+            out.add((key,), f"unknown section; expected one of {', '.join(SECTIONS)}")
+
+    connections = _parse_section(out, data, "connections", ConnectionSpec)
+    devices = _parse_section(out, data, "devices", DeviceSpec)
+    points = _parse_section(out, data, "points", PointSpec)
+    # Ids of items that failed validation still exist: refer to them without a second error.
+    named = {section: _ids_named(data.get(section)) for section in ("connections", "devices")}
+
+    resolved_connections = _check_connections(out, connections, default_host, default_port)
+    resolved_devices = _check_devices(out, devices, named["connections"])
+    resolved_points = _check_points(out, points, devices, named)
+    if out.issues:
+        out.issues.sort(key=lambda issue: (issue.line or 0, issue.field))
+        raise PlantConfigError(out.issues)
+    return Plant(source, resolved_connections, resolved_devices, resolved_points)
+
+
+def _parse_section(
+    out: _Collector, data: dict[str, Any], section: str, spec: type[SpecT]
+) -> list[tuple[int, SpecT]]:
+    """Validate each item of a section on its own, so one bad item hides no other problem."""
+    items = data.get(section)
+    if items is None:
+        if section != "connections" or "devices" in data:
+            out.add((section,), "section is missing or empty")
+        return []
+    if not isinstance(items, list):
+        out.add((section,), "must be a list")
+        return []
+    parsed: list[tuple[int, SpecT]] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            out.add((section, index), "must be a mapping")
+            continue
+        label = _item_label(section, item)
+        try:
+            parsed.append((index, spec.model_validate(item)))
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = tuple(error["loc"])
+                message = error["msg"]
+                if error["type"] == "extra_forbidden":
+                    message = "unknown field"
+                elif "input" in error and error["type"] != "missing":
+                    message = f"{message} (got {error['input']!r})"
+                out.add((section, index, *loc[:1]), message, label)
+    return parsed
+
+
+def _ids_named(items: object) -> set[str]:
+    if not isinstance(items, list):
+        return set()
+    return {str(item["id"]) for item in items if isinstance(item, dict) and "id" in item}
+
+
+def _item_label(section: str, item: dict[str, Any]) -> str | None:
+    if section == "points":
+        return f"{item.get('device')}/{item.get('name')}"
+    value = item.get("id")
+    return str(value) if value is not None else None
+
+
+def _check_connections(
+    out: _Collector,
+    connections: list[tuple[int, ConnectionSpec]],
+    default_host: str,
+    default_port: int,
+) -> dict[str, Connection]:
+    resolved: dict[str, Connection] = {}
+    for index, spec in connections:
+        path: PathKey = ("connections", index)
+        if spec.id in resolved:
+            out.add((*path, "id"), f"duplicate connection id {spec.id!r}", spec.id)
+            continue
+        low, high = spec.reconnect_backoff_s
+        if not 0 < low <= high:
+            out.add(
+                (*path, "reconnect_backoff_s"),
+                f"must be [min, max] with 0 < min <= max, got [{low}, {high}]",
+                spec.id,
+            )
+        resolved[spec.id] = Connection(
+            name=spec.id,
+            host=spec.host or default_host,
+            port=spec.port or default_port,
+            timeout_s=spec.timeout_s,
+            retries=spec.retries,
+            pause_between_requests_ms=spec.pause_between_requests_ms,
+            max_registers_per_read=spec.max_registers_per_read,
+            max_gap_fill=spec.max_gap_fill,
+            reconnect_backoff_min_s=low,
+            reconnect_backoff_max_s=high,
+            unit_fail_cycles=spec.unit_fail_cycles,
+            unit_cooldown_s=spec.unit_cooldown_s,
+        )
+    return resolved
+
+
+def _check_devices(
+    out: _Collector, devices: list[tuple[int, DeviceSpec]], known_connections: set[str]
+) -> dict[str, Device]:
+    resolved: dict[str, Device] = {}
+    units: dict[tuple[str, int], str] = {}
+    for index, spec in devices:
+        path: PathKey = ("devices", index)
+        if spec.id in resolved:
+            out.add((*path, "id"), f"duplicate device id {spec.id!r}", spec.id)
+            continue
+        if spec.connection not in known_connections:
+            out.add((*path, "connection"), f"unknown connection {spec.connection!r}", spec.id)
+        other = units.get((spec.connection, spec.unit_id))
+        if other is not None:
+            out.add(
+                (*path, "unit_id"),
+                f"unit {spec.unit_id} on connection {spec.connection!r} "
+                f"is already device {other!r}",
+                spec.id,
+            )
+        units[(spec.connection, spec.unit_id)] = spec.id
+        for range_index, (start, end) in enumerate(spec.unreadable):
+            if not spec.address_base <= start <= end <= MAX_ADDRESS + spec.address_base:
+                out.add(
+                    (*path, "unreadable", range_index),
+                    f"must be [start, end] with {spec.address_base} <= start <= end <= "
+                    f"{MAX_ADDRESS + spec.address_base}, got [{start}, {end}]",
+                    spec.id,
+                )
+        resolved[spec.id] = Device(
+            name=spec.id,
+            connection=spec.connection,
+            unit_id=spec.unit_id,
+            address_base=spec.address_base,
+            byte_order=spec.byte_order,
+            poll_groups=dict(spec.groups),
+            unreadable=[
+                [start - spec.address_base, end - spec.address_base]
+                for start, end in spec.unreadable
+            ],
+            site=spec.site,
+            line=spec.line,
+            kind=spec.kind,
+            description=spec.description,
+        )
+    return resolved
+
+
+def _point_shape_issues(spec: PointSpec) -> Iterator[tuple[str, str]]:
+    """(field, message) for a point whose fields contradict each other."""
+    if spec.kind in BIT_KINDS:
+        if spec.data_type != "bit":
+            yield "type", f"a {spec.kind} holds one bit: type must be 'bit', got {spec.data_type!r}"
+        if spec.bit is not None:
+            yield "bit", f"a {spec.kind} is a single bit address; 'bit' applies to registers only"
+    elif spec.data_type == "bit" and spec.bit is None:
+        yield "bit", "type 'bit' of a register needs 'bit' (0-15)"
+    if spec.data_type != "bit" and spec.bit is not None:
+        yield "bit", f"'bit' applies to type 'bit' only, not {spec.data_type!r}"
+    if spec.data_type == "string" and spec.length is None:
+        yield "length", "type 'string' needs 'length' (number of registers, 2 characters each)"
+    if spec.data_type != "string" and spec.length is not None:
+        yield "length", f"'length' applies to type 'string' only, not {spec.data_type!r}"
+    if spec.scale == 0:
+        yield "scale", "must not be 0 (every value would read as the offset)"
+    if spec.valid_range is not None and spec.valid_range[0] >= spec.valid_range[1]:
+        low, high = spec.valid_range
+        yield "valid_range", f"must be [min, max] with min < max, got [{low}, {high}]"
+    if spec.role == "timestamp" and spec.data_type in ("string", "bit"):
+        yield "role", f"a timestamp must be numeric (epoch seconds), not {spec.data_type!r}"
+    for low_name, high_name in (("warn_low", "warn_high"), ("alarm_low", "alarm_high")):
+        low, high = getattr(spec, low_name), getattr(spec, high_name)
+        if low is not None and high is not None and low >= high:
+            yield low_name, f"{low_name} ({low}) must be below {high_name} ({high})"
+
+
+def _check_points(
+    out: _Collector,
+    points: list[tuple[int, PointSpec]],
+    devices: list[tuple[int, DeviceSpec]],
+    named: dict[str, set[str]],
+) -> list[Point]:
+    device_specs = {spec.id: spec for _, spec in reversed(devices)}
+    resolved: list[Point] = []
+    names: dict[tuple[str, str], int] = {}
+    timestamps: dict[str, str] = {}
+    occupied: dict[tuple[str, str], list[tuple[int, int, int | None, str, int]]] = defaultdict(list)
+    for index, spec in points:
+        path: PathKey = ("points", index)
+        label = f"{spec.device}/{spec.name}"
+        problems = list(_point_shape_issues(spec))
+        for field_name, message in problems:
+            out.add((*path, field_name), message, label)
+        device = device_specs.get(spec.device)
+        if device is None:
+            if spec.device not in named["devices"]:
+                out.add((*path, "device"), f"unknown device {spec.device!r}", label)
+            continue
+        key = (spec.device, spec.name)
+        if key in names:
+            out.add(
+                (*path, "name"),
+                f"duplicate point: {spec.device!r} already has {spec.name!r} "
+                f"(points[{names[key]}])",
+                label,
+            )
+            continue
+        names[key] = index
+        group = spec.group or DEFAULT_GROUP
+        if spec.group is not None and spec.group not in device.groups:
+            known = ", ".join(sorted(device.groups)) or "none"
+            out.add(
+                (*path, "group"),
+                f"unknown group {spec.group!r} for device {spec.device!r} (groups: {known})",
+                label,
+            )
+        if spec.role == "timestamp":
+            if spec.device in timestamps:
+                out.add(
+                    (*path, "role"),
+                    f"device {spec.device!r} already has a timestamp point "
+                    f"{timestamps[spec.device]!r}",
+                    label,
+                )
+            timestamps[spec.device] = spec.name
+        width = spec.length if spec.data_type == "string" else REGISTER_WIDTH[spec.data_type]
+        if spec.kind in BIT_KINDS:
+            width = 1
+        wire = spec.address - device.address_base
+        if wire < 0:
+            out.add(
+                (*path, "address"),
+                f"address {spec.address} is below the device's address_base {device.address_base}",
+                label,
+            )
+            continue
+        if width is None:  # string without length, reported above
+            continue
+        if wire + width - 1 > MAX_ADDRESS:
+            out.add(
+                (*path, "address"),
+                f"address {spec.address} + {width} register(s) goes beyond {MAX_ADDRESS} "
+                f"(wire address {wire + width - 1})",
+                label,
+            )
+            continue
+        last = spec.address + width - 1
+        for start, end in device.unreadable:  # in the file's numbering, like spec.address
+            if spec.kind not in BIT_KINDS and spec.address <= end and last >= start:
+                out.add(
+                    (*path, "address"),
+                    f"registers {spec.address}..{last} fall in the device's "
+                    f"unreadable range [{start}, {end}]",
+                    label,
+                )
+        bit = spec.bit if spec.data_type == "bit" and spec.kind not in BIT_KINDS else None
+        for other_start, other_end, other_bit, other_name, _ in occupied[(spec.device, spec.kind)]:
+            if wire > other_end or wire + width - 1 < other_start:
+                continue
+            if bit is not None and other_bit is not None and bit != other_bit:
+                continue  # different bits of one status word
+            out.add(
+                (*path, "address"),
+                f"{spec.kind} registers {spec.address}..{spec.address + width - 1} overlap point "
+                f"{other_name!r} of the same device",
+                label,
+            )
+            break
+        occupied[(spec.device, spec.kind)].append((wire, wire + width - 1, bit, spec.name, index))
+        if problems:
+            continue
+        low, high = spec.valid_range if spec.valid_range else (None, None)
+        resolved.append(
+            Point(
+                device=spec.device,
+                sensor=spec.name,
+                connection=device.connection,
+                unit_id=device.unit_id,
+                role=spec.role,
+                register_kind=spec.kind,
+                address=wire,
+                data_type=spec.data_type,
+                bit=spec.bit,
+                length=width,
+                byte_order=spec.byte_order or device.byte_order,
+                scale=spec.scale,
+                offset=spec.offset,
+                unit=spec.unit,
+                physical_min=low,
+                physical_max=high,
+                nan_value=spec.nan_value,
+                warn_low=spec.warn_low,
+                warn_high=spec.warn_high,
+                alarm_low=spec.alarm_low,
+                alarm_high=spec.alarm_high,
+                poll_group=group,
+                description=spec.description,
+            )
+        )
+    return resolved

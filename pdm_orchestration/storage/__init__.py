@@ -1,0 +1,1 @@
+"""Database access: tables, engines, migrations and bulk writes."""

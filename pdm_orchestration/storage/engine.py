@@ -1,0 +1,36 @@
+"""Creating SQLAlchemy engines for the project database (PostgreSQL, or SQLite by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for `url`. SQLite files get their folder created, WAL and foreign keys on."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, echo=echo, connect_args={"timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.drivername == "postgresql":
+        # Say the driver: psycopg2 is what COPY and dagster-postgres use here.
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return sa.create_engine(parsed, echo=echo, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def is_postgres(engine: Engine | sa.Connection) -> bool:
+    """True when the engine or connection talks to PostgreSQL."""
+    return engine.dialect.name == "postgresql"

@@ -1,0 +1,122 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from pdm_orchestration.cli import main
+from pdm_orchestration_tests.conftest import EXAMPLE_PLANT
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = [prefix]
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += all_commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+@pytest.fixture
+def run(clean_env: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PDM_PLANT_FILE", str(EXAMPLE_PLANT))
+
+    def invoke(*args: str, env: dict[str, str] | None = None):
+        return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.mark.parametrize("command", all_commands(main), ids=lambda c: " ".join(c) or "pdm-orch")
+def test_every_command_has_help(run, command: tuple[str, ...]) -> None:
+    result = run(*command, "--help")
+    assert result.exit_code == 0
+    assert result.output.startswith("Usage: ")
+    assert len(result.output.splitlines()) > 3
+
+
+def test_first_run_upgrade_apply_twice_status(run, clean_env: Path) -> None:
+    assert run("db", "upgrade").exit_code == 0
+    assert (clean_env / ".pdm" / "pdm.db").exists()
+    first = run("plant", "apply")
+    assert first.exit_code == 0
+    assert "120 changes (connections added 1, devices added 12, points added 107)" in first.output
+    second = run("plant", "apply")
+    assert second.exit_code == 0
+    assert second.output.strip().endswith(": 0 changes")
+    status = run("status")
+    assert status.exit_code == 0
+    assert "devices: 12 active" in status.output
+    assert "pump_01" in status.output and "compressor_03" in status.output
+    current = run("db", "current")
+    assert "up to date" in current.output
+
+
+def test_validate_ok_and_with_errors(run, tmp_path: Path) -> None:
+    ok = run("plant", "validate", str(EXAMPLE_PLANT))
+    assert ok.exit_code == 0
+    assert "ok (1 connections, 12 devices, 107 points)" in ok.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "connections: [{id: gw}]\n"
+        "devices: [{id: a, connection: gw, unit_id: 999}]\n"
+        "points:\n"
+        "  - {device: a, name: x, kind: input, address: 0, type: int16, scale: 0}\n"
+    )
+    result = CliRunner().invoke(main, ["plant", "validate", str(bad)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == "error: 2 problems in the plant file"
+    assert lines[0].startswith(f"{bad}:2: devices[0].unit_id (a):")
+    assert lines[1].startswith(f"{bad}:4: points[0].scale (a/x): must not be 0")
+
+
+def test_apply_reports_plant_errors_and_writes_nothing(run, tmp_path: Path) -> None:
+    run("db", "upgrade")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("connections: [{id: gw}]\ndevices: [{id: a, connection: nope, unit_id: 1}]\n")
+    result = CliRunner().invoke(main, ["plant", "apply", str(bad)])
+    assert result.exit_code == 1
+    assert "unknown connection 'nope'" in result.output
+    assert "devices: 0 active" in run("status").output
+
+
+def test_bad_setting_fails_at_start_up_naming_the_variable(run) -> None:
+    result = CliRunner().invoke(main, ["status"], env={"PLC_POLL_INTERVAL_SECONDS": "-1"})
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: invalid setting PLC_POLL_INTERVAL_SECONDS='-1': Input should be greater than 0"
+    ]
+
+
+def test_unreachable_database_is_one_line(run) -> None:
+    result = CliRunner().invoke(
+        main, ["db", "upgrade"], env={"DATABASE_URL": "postgresql://pdm@127.0.0.1:1/pdm"}
+    )
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith("error: database: ")
+    assert "127.0.0.1" in errors[0]
+    assert "Traceback" not in result.output
+
+
+def test_unknown_command_is_a_usage_error(run) -> None:
+    result = CliRunner().invoke(main, ["plant", "frobnicate"])
+    assert result.exit_code == 2
+    assert "No such command 'frobnicate'" in result.output
+
+
+def test_installed_entry_point_runs(clean_env: Path) -> None:
+    script = Path(sys.executable).with_name("pdm-orch")
+    result = subprocess.run(
+        [str(script), "plant", "validate", str(EXAMPLE_PLANT)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "12 devices" in result.stdout
