@@ -24,10 +24,12 @@ $(STAMP): pyproject.toml constraints.txt
 .env:
 	cp .env.example .env
 
-$(DAGSTER_HOME):
+# The local instance: run history in SQLite under .pdm/dagster (see dagster.yaml for deployments).
+$(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\n' > $@
 
-demo: install .env $(DAGSTER_HOME)
+demo: install .env $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/pdm-orch db upgrade
 	$(BIN)/pdm-orch plant apply
 	$(BIN)/pdm-orch status
@@ -36,7 +38,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install lint
+test: install lint $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dg check defs
 	$(BIN)/python -m pytest
 

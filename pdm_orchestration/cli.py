@@ -73,6 +73,7 @@ def _safe_url(settings: Settings) -> str:
 
 
 pass_settings: Callable[..., Any] = click.make_pass_decorator(Settings)
+MAX_CHANGES_SHOWN = 20
 
 
 # --------------------------------------------------------------------------- db
@@ -166,8 +167,9 @@ def plant_validate(settings: Settings, file: Path) -> None:
 @plant.command("apply")
 @click.argument("file", type=click.Path(path_type=Path), required=False)
 @click.option("--dry-run", is_flag=True, help="Report the changes without making them.")
+@click.option("-v", "--verbose", is_flag=True, help="List every change, however many.")
 @pass_settings
-def plant_apply(settings: Settings, file: Path | None, dry_run: bool) -> None:
+def plant_apply(settings: Settings, file: Path | None, dry_run: bool, verbose: bool) -> None:
     """Apply FILE (default: PDM_PLANT_FILE) to the registry; safe to run again."""
     from pdm_orchestration.plant.registry import apply_plant
 
@@ -177,8 +179,11 @@ def plant_apply(settings: Settings, file: Path | None, dry_run: bool) -> None:
     except PlantConfigError as exc:
         _fail_plant(exc)
     report = apply_plant(_engine(settings), result, dry_run=dry_run)
-    for line in report.details:
+    shown = report.details if verbose else report.details[:MAX_CHANGES_SHOWN]
+    for line in shown:
         click.echo(f"  {line}")
+    if len(shown) < len(report.details):
+        click.echo(f"  ... and {len(report.details) - len(shown)} more (--verbose lists them)")
     prefix = "would apply" if dry_run else "applied"
     click.echo(f"{prefix} {path}: {report.summary()}")
 

@@ -44,6 +44,7 @@ def test_first_run_upgrade_apply_twice_status(run, clean_env: Path) -> None:
     first = run("plant", "apply")
     assert first.exit_code == 0
     assert "120 changes (connections added 1, devices added 12, points added 107)" in first.output
+    assert "... and 100 more (--verbose lists them)" in first.output
     second = run("plant", "apply")
     assert second.exit_code == 0
     assert second.output.strip().endswith(": 0 changes")
@@ -53,6 +54,15 @@ def test_first_run_upgrade_apply_twice_status(run, clean_env: Path) -> None:
     assert "pump_01" in status.output and "compressor_03" in status.output
     current = run("db", "current")
     assert "up to date" in current.output
+
+
+def test_apply_verbose_lists_every_change(run) -> None:
+    run("db", "upgrade")
+    result = run("plant", "apply", "--dry-run", "--verbose")
+    assert result.exit_code == 0
+    assert sum(line.startswith("  ") for line in result.output.splitlines()) == 120
+    assert "would apply" in result.output
+    assert "devices: 0 active" in run("status").output  # the dry run wrote nothing
 
 
 def test_validate_ok_and_with_errors(run, tmp_path: Path) -> None:

@@ -19,12 +19,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.engine import Engine
 
-from pdm_orchestration.plant.config import Connection, Device, Plant, Point, mapped_fields
+from pdm_orchestration.plant.config import Device, Plant, Point, mapped_fields
 from pdm_orchestration.storage.schema import devices, plc_connections, plc_register_map
 
 log = logging.getLogger(__name__)
 
-CONNECTION_COLUMNS = mapped_fields(Connection)
 DEVICE_COLUMNS = tuple(c for c in mapped_fields(Device) if c not in ("name", "connection"))
 POINT_COLUMNS = tuple(c for c in mapped_fields(Point) if c not in ("device", "connection"))
 
@@ -97,35 +96,11 @@ def apply_plant(
 def _apply_connections(
     db: DbConnection, plant: Plant, now: datetime, report: ApplyReport
 ) -> dict[str, int]:
-    existing = {row.name: row for row in db.execute(sa.select(plc_connections))}
-    ids: dict[str, int] = {}
-    for name, conn in plant.connections.items():
-        wanted = {**asdict(conn), "active": True}
-        row = existing.get(name)
-        if row is None:
-            ids[name] = db.execute(
-                plc_connections.insert().values(**wanted, updated_at=now)
-            ).inserted_primary_key[0]
-            report.note("connections added", f"connection {name}: added")
-            continue
-        ids[name] = row.id
-        changed = _differs(row, wanted)
-        if changed:
-            db.execute(
-                plc_connections.update()
-                .where(plc_connections.c.id == row.id)
-                .values(**wanted, updated_at=now)
-            )
-            report.note("connections updated", f"connection {name}: changed {', '.join(changed)}")
-    for name, row in existing.items():
-        if name not in plant.connections and row.active:
-            db.execute(
-                plc_connections.update()
-                .where(plc_connections.c.id == row.id)
-                .values(active=False, updated_at=now)
-            )
-            report.note("connections deactivated", f"connection {name}: deactivated")
-    return ids
+    wanted = {
+        name: {column: value for column, value in asdict(conn).items() if column != "name"}
+        for name, conn in plant.connections.items()
+    }
+    return _sync_named(db, plc_connections, wanted, now, report, "connection")
 
 
 def _apply_devices(
@@ -135,33 +110,49 @@ def _apply_devices(
     now: datetime,
     report: ApplyReport,
 ) -> dict[str, int]:
-    existing = {row.name: row for row in db.execute(sa.select(devices))}
-    ids: dict[str, int] = {}
+    wanted = {}
     for name, device in plant.devices.items():
         values = asdict(device)
-        wanted = {column: values[column] for column in DEVICE_COLUMNS}
-        wanted.update(connection_id=connection_ids[device.connection], active=True)
+        wanted[name] = {column: values[column] for column in DEVICE_COLUMNS}
+        wanted[name]["connection_id"] = connection_ids[device.connection]
+    return _sync_named(db, devices, wanted, now, report, "device")
+
+
+def _sync_named(
+    db: DbConnection,
+    table: sa.Table,
+    wanted: dict[str, dict[str, Any]],
+    now: datetime,
+    report: ApplyReport,
+    noun: str,
+) -> dict[str, int]:
+    """Make the rows of `table` (keyed by unique `name`) match `wanted`; return their ids.
+
+    Rows missing from `wanted` are deactivated, never deleted.
+    """
+    existing = {row.name: row for row in db.execute(sa.select(table))}
+    stamps = {"updated_at": now, **({"created_at": now} if "created_at" in table.c else {})}
+    ids: dict[str, int] = {}
+    for name, values in wanted.items():
+        values = {**values, "active": True}
         row = existing.get(name)
         if row is None:
-            ids[name] = db.execute(
-                devices.insert().values(name=name, **wanted, created_at=now, updated_at=now)
-            ).inserted_primary_key[0]
-            report.note("devices added", f"device {name}: added")
+            insert = table.insert().values(name=name, **values, **stamps)
+            ids[name] = db.execute(insert).inserted_primary_key[0]
+            report.note(f"{noun}s added", f"{noun} {name}: added")
             continue
         ids[name] = row.id
-        changed = _differs(row, wanted)
+        changed = _differs(row, values)
         if changed:
-            db.execute(
-                devices.update().where(devices.c.id == row.id).values(**wanted, updated_at=now)
-            )
-            kind = "devices reactivated" if "active" in changed else "devices updated"
-            report.note(kind, f"device {name}: changed {', '.join(changed)}")
+            db.execute(table.update().where(table.c.id == row.id).values(**values, updated_at=now))
+            kind = f"{noun}s reactivated" if "active" in changed else f"{noun}s updated"
+            report.note(kind, f"{noun} {name}: changed {', '.join(changed)}")
     for name, row in existing.items():
-        if name not in plant.devices and row.active:
+        if name not in wanted and row.active:
             db.execute(
-                devices.update().where(devices.c.id == row.id).values(active=False, updated_at=now)
+                table.update().where(table.c.id == row.id).values(active=False, updated_at=now)
             )
-            report.note("devices deactivated", f"device {name}: deactivated (readings kept)")
+            report.note(f"{noun}s deactivated", f"{noun} {name}: deactivated (history kept)")
     return ids
 
 
