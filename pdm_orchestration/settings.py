@@ -144,6 +144,7 @@ def configure_logging(level: str) -> None:
         datefmt="%Y-%m-%d %H:%M:%S",
         force=True,
     )
-    # pymodbus logs every retried frame at INFO; keep it to warnings unless we debug.
-    logging.getLogger("pymodbus").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    # pymodbus logs each failed request as an ERROR with its raw frames; the poller reports
+    # failures itself (quality codes, gaps, warnings), so pymodbus speaks only when debugging.
+    logging.getLogger("pymodbus").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLevelName(level)))

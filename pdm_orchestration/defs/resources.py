@@ -36,11 +36,24 @@ class PostgresResource(dg.ConfigurableResource):
 
 
 class PlantResource(dg.ConfigurableResource):
-    """The plant file, with the host and port that connections naming none default to."""
+    """The plant file, how to reach its PLCs, and how often to poll them.
+
+    `plc_host`/`plc_port` serve connections that name none; `poll_interval_s` the points in no poll
+    group; `pdm_home` holds the store-and-forward spool.
+    """
 
     plant_file: str
     plc_host: str = "127.0.0.1"
     plc_port: int = 5020
+    # Text, as environment variables are: dg.EnvVar can feed str (and int) fields only.
+    poll_interval_seconds: str = "10"
+    pdm_home: str = ".pdm"
+
+    @property
+    def poll_interval_s(self) -> float:
+        """The poll interval, validated like PLC_POLL_INTERVAL_SECONDS everywhere else."""
+        value = self.poll_interval_seconds
+        return load_settings(plc_poll_interval_seconds=value).plc_poll_interval_seconds
 
     def load(self) -> Plant:
         """Read and validate the plant file (raises `PlantConfigError` listing every problem)."""
@@ -58,6 +71,8 @@ def defs() -> dg.Definitions:
                 plant_file=dg.EnvVar("PDM_PLANT_FILE"),
                 plc_host=dg.EnvVar("PLC_HOST"),
                 plc_port=dg.EnvVar.int("PLC_PORT"),
+                poll_interval_seconds=dg.EnvVar("PLC_POLL_INTERVAL_SECONDS"),
+                pdm_home=dg.EnvVar("PDM_HOME"),
             ),
         }
     )

@@ -147,8 +147,10 @@ sensor_readings = sa.Table(
     sa.Column("quality", sa.Text, nullable=False, server_default="good"),
     sa.Column("register_map_id", sa.Integer),
     sa.Column("ingested_at", Timestamp, nullable=False, server_default=sa.func.now()),
+    sa.Column("value_text", sa.Text),  # the value of string points (value is NULL then)
     sa.PrimaryKeyConstraint("device_id", "sensor", "ts", name="pk_sensor_readings"),
     sa.Index("ix_sensor_readings_device_id_ts", "device_id", "ts"),
+    sa.Index("ix_sensor_readings_ingested_at", "ingested_at", postgresql_using="brin"),
 )
 
 ingest_gaps = sa.Table(

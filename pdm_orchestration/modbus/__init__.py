@@ -1,0 +1,1 @@
+"""Modbus TCP: register planning, decoding, polling, and the PLC simulator."""

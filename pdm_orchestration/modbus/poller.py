@@ -1,0 +1,372 @@
+"""Polling PLCs: one serialised connection per endpoint, every endpoint concurrently.
+
+Each endpoint (host and port) gets one pymodbus async client and one task that sends its reads one
+after the other, with the configured pause between requests. Endpoints run concurrently, so a dead
+or slow endpoint never holds up another. Within an endpoint a unit that did not answer is skipped
+for the rest of the cycle; a unit that fails `unit_fail_cycles` cycles in a row is skipped for
+`unit_cooldown_s`, then tried again. A lost connection is re-opened (and the read sent again) at
+once; a connection that cannot be opened is retried with exponential backoff and jitter.
+
+Every scheduled read yields one reading per point, with a quality code: `good`, `bad_timeout`,
+`bad_exception_<code>`, `bad_decode` (NaN, the sentinel, or outside the valid range), `bad_clock`
+(the device's clock went backwards). Every span in which a device or point could not be read
+becomes a gap with its reason.
+
+The client can only send function codes 1-4: reads go through `READERS`, and nothing else of the
+client is called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import numpy as np
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from pdm_orchestration.modbus.codec import BAD_CLOCK, BAD_TIMEOUT, bad_exception
+from pdm_orchestration.modbus.planner import Block, EndpointPlan
+from pdm_orchestration.plant.config import BIT_KINDS
+
+log = logging.getLogger(__name__)
+
+# The only requests this module can send: Modbus function codes 1, 2, 3 and 4.
+READERS = {
+    "coil": "read_coils",
+    "discrete": "read_discrete_inputs",
+    "holding": "read_holding_registers",
+    "input": "read_input_registers",
+}
+
+
+class Reading(NamedTuple):
+    """One value read from a device (value NaN when there is none)."""
+
+    device: str
+    sensor: str
+    ts: datetime
+    value: float
+    quality: str
+    text: str | None
+
+
+@dataclass
+class Gap:
+    """A span in which a device (sensor None) or one point could not be read."""
+
+    device: str
+    sensor: str | None
+    reason: str
+    start: datetime
+    end: datetime
+    detail: str | None = None
+
+
+Emit = Callable[[list[Reading], list[Gap]], Awaitable[None]]
+
+
+class GapTracker:
+    """Open spans of failure, extended while the failure lasts and closed by a good read."""
+
+    def __init__(self) -> None:
+        self.open: dict[tuple[str, str | None, str], Gap] = {}
+        self.closed: list[Gap] = []
+
+    def fail(
+        self, device: str, sensor: str | None, reason: str, ts: datetime, detail: str | None
+    ) -> None:
+        key = (device, sensor, reason)
+        gap = self.open.get(key)
+        if gap is None:
+            self.open[key] = Gap(device, sensor, reason, ts, ts, detail)
+        else:
+            gap.end = max(gap.end, ts)
+
+    def ok(self, device: str, sensors: set[str] | None = None) -> None:
+        """Close the device's spans (device-level ones, and those of `sensors`)."""
+        for key in [k for k in self.open if k[0] == device]:
+            if key[1] is None or sensors is None or key[1] in sensors:
+                self.closed.append(self.open.pop(key))
+
+    def take_closed(self) -> list[Gap]:
+        closed, self.closed = self.closed, []
+        return closed
+
+    def close_all(self) -> list[Gap]:
+        self.closed.extend(self.open.values())
+        self.open.clear()
+        return self.take_closed()
+
+
+@dataclass
+class PollStats:
+    """What a polling run did, for logs and asset metadata."""
+
+    requests: int = 0
+    failed_requests: int = 0
+    readings: int = 0
+    bad_readings: int = 0
+    cycles: int = 0
+    latencies_s: list[float] = field(default_factory=list)
+    devices_ok: set[str] = field(default_factory=set)  # gave data at least once
+
+    def latency_ms(self, quantile: float) -> float | None:
+        if not self.latencies_s:
+            return None
+        return float(np.quantile(self.latencies_s, quantile) * 1000)
+
+
+@dataclass
+class _UnitState:
+    failed_cycles: int = 0
+    cooldown_until: float = 0.0
+    last_clock: float | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EndpointPoller:
+    """Polls every block of one endpoint on its own schedule, over one connection."""
+
+    def __init__(
+        self,
+        plan: EndpointPlan,
+        emit: Emit,
+        stats: PollStats,
+        *,
+        client_factory: Callable[..., Any] = AsyncModbusTcpClient,
+    ) -> None:
+        self.plan = plan
+        self.emit = emit
+        self.stats = stats
+        self.connection = plan.connection
+        self.client = client_factory(
+            plan.host,
+            port=plan.port,
+            timeout=self.connection.timeout_s,
+            retries=self.connection.retries,
+            reconnect_delay=0,  # reconnects are ours: backoff with jitter, below
+        )
+        self.gaps = GapTracker()
+        self.units: dict[str, _UnitState] = defaultdict(_UnitState)
+        self._connect_failures = 0
+        self._next_connect = 0.0
+        self._last_request = 0.0
+        self._by_due: dict[tuple[str, str], list[Block]] = defaultdict(list)
+        for block in plan.blocks:
+            self._by_due[(block.device, block.poll_group)].append(block)
+        self._clock_block = {
+            block.device: block
+            for block in plan.blocks
+            if any(p.role == "timestamp" for p in block.points)
+        }
+
+    async def run(self, deadline: float | None, stop: asyncio.Event) -> None:
+        """Poll until `deadline` (monotonic seconds) or until `stop` is set."""
+        next_due = {key: time.monotonic() for key in self._by_due}
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                due = [key for key, at in next_due.items() if at <= now]
+                if not due:
+                    wake = min(next_due.values())
+                    if deadline is not None:
+                        wake = min(wake, deadline)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=max(0.0, wake - now))
+                    continue
+                for key in due:
+                    interval = self.plan.intervals[key]
+                    # A late cycle is not made up for: the next one is an interval from now.
+                    next_due[key] = max(next_due[key] + interval, now + interval * 0.5)
+                await self._cycle(due)
+        finally:
+            await self.emit([], self.gaps.close_all())
+            self.client.close()
+
+    async def _cycle(self, due: list[tuple[str, str]]) -> None:
+        self.stats.cycles += 1
+        readings: list[Reading] = []
+        by_device: dict[str, list[Block]] = defaultdict(list)
+        for key in due:
+            by_device[key[0]].extend(self._by_due[key])
+        for device, blocks in by_device.items():
+            clock = self._clock_block.get(device)
+            if clock is not None:
+                blocks = [clock, *(b for b in blocks if b is not clock)]
+            readings += await self._poll_device(device, blocks)
+        self.stats.readings += len(readings)
+        self.stats.bad_readings += sum(1 for r in readings if r.quality != "good")
+        await self.emit(readings, self.gaps.take_closed())
+
+    async def _poll_device(self, device: str, blocks: list[Block]) -> list[Reading]:
+        unit = self.units[device]
+        now = time.monotonic()
+        if unit.cooldown_until > now:
+            self.gaps.fail(device, None, "unit_cooldown", _now(), None)
+            return []
+        if not await self._connected():
+            ts = _now()
+            self.gaps.fail(device, None, "connect_failed", ts, self.plan.key)
+            return _all_bad(blocks, ts, BAD_TIMEOUT)
+        readings: list[Reading] = []
+        device_ts: datetime | None = None
+        answered = timed_out = got_data = False
+        good_sensors: set[str] = set()
+        for block in blocks:
+            if timed_out:  # a unit that did not answer is not asked again this cycle
+                readings += _all_bad([block], _now(), BAD_TIMEOUT)
+                continue
+            data, quality, detail = await self._read(block)
+            ts = _now()
+            if data is None:
+                reason = "timeout" if quality == BAD_TIMEOUT else quality.removeprefix("bad_")
+                for point in block.points:
+                    if point.role != "timestamp":
+                        self.gaps.fail(device, point.sensor, reason, ts, detail)
+                readings += _all_bad([block], ts, quality)
+                timed_out = quality == BAD_TIMEOUT
+                answered = answered or quality != BAD_TIMEOUT
+                continue
+            answered = got_data = True
+            decoded = block.decoder.decode(data)
+            if block is self._clock_block.get(device):
+                device_ts = self._device_time(device, block, decoded.values, ts)
+            stamp = device_ts or ts
+            for point, value, q, text in zip(
+                block.points, decoded.values, decoded.quality, decoded.texts, strict=True
+            ):
+                if point.role == "timestamp":
+                    continue
+                if device_ts is None and device in self._clock_block and q == "good":
+                    q = BAD_CLOCK  # the device clock was unreadable or went backwards
+                readings.append(Reading(device, point.sensor, stamp, float(value), q, text))
+                good_sensors.add(point.sensor)
+        self._settle_unit(device, unit, answered)
+        if answered:
+            self.gaps.ok(device, good_sensors)
+        if got_data:
+            self.stats.devices_ok.add(device)
+        return readings
+
+    def _device_time(
+        self, device: str, block: Block, values: np.ndarray, received: datetime
+    ) -> datetime | None:
+        """The device's own clock, or None (the reading time is used) when it went backwards."""
+        index = next(i for i, p in enumerate(block.points) if p.role == "timestamp")
+        clock = float(values[index])
+        unit = self.units[device]
+        if not np.isfinite(clock):
+            return None
+        if unit.last_clock is not None and clock < unit.last_clock:
+            detail = f"device clock went back from {unit.last_clock:.0f} to {clock:.0f}"
+            log.warning("%s: %s", device, detail)
+            self.gaps.fail(device, None, "clock_backwards", received, detail)
+            return None
+        unit.last_clock = clock
+        return datetime.fromtimestamp(clock, UTC)
+
+    def _settle_unit(self, device: str, unit: _UnitState, answered: bool) -> None:
+        if answered:
+            unit.failed_cycles = 0
+            return
+        unit.failed_cycles += 1
+        if unit.failed_cycles >= self.connection.unit_fail_cycles:
+            unit.cooldown_until = time.monotonic() + self.connection.unit_cooldown_s
+            unit.failed_cycles = 0
+            log.warning(
+                "%s (unit %s on %s) failed %d cycles in a row: skipped for %.0f s",
+                device,
+                self.plan.devices[device],
+                self.plan.key,
+                self.connection.unit_fail_cycles,
+                self.connection.unit_cooldown_s,
+            )
+
+    async def _connected(self) -> bool:
+        if self.client.connected:
+            return True
+        now = time.monotonic()
+        if now < self._next_connect:
+            return False
+        if await self.client.connect():
+            if self._connect_failures:
+                log.info("%s: connected again", self.plan.key)
+            self._connect_failures = 0
+            return True
+        self._connect_failures += 1
+        low = self.connection.reconnect_backoff_min_s
+        high = self.connection.reconnect_backoff_max_s
+        delay = min(high, low * 2 ** (self._connect_failures - 1)) * random.uniform(0.5, 1.0)
+        self._next_connect = now + delay
+        log.warning("%s: cannot connect; next try in %.1f s", self.plan.key, delay)
+        return False
+
+    async def _read(self, block: Block) -> tuple[list[int] | list[bool] | None, str, str | None]:
+        """(registers or bits, "good", None), or (None, quality, detail) when the read failed."""
+        for attempt in (1, 2):
+            await self._pause()
+            started = time.monotonic()
+            self.stats.requests += 1
+            try:
+                read = getattr(self.client, READERS[block.kind])
+                response = await read(block.start, count=block.count, device_id=block.unit_id)
+            except ConnectionException as exc:
+                # The device closed the connection (idle timeout, restart): reopen, send again.
+                self.stats.failed_requests += 1
+                if attempt == 1 and await self._reconnect():
+                    continue
+                return None, BAD_TIMEOUT, f"connection lost: {exc}"
+            except ModbusIOException as exc:
+                self.stats.failed_requests += 1
+                if attempt == 1 and not self.client.connected and await self._reconnect():
+                    continue
+                return None, BAD_TIMEOUT, str(exc).splitlines()[0][:200]
+            except ModbusException as exc:
+                self.stats.failed_requests += 1
+                return None, BAD_TIMEOUT, str(exc).splitlines()[0][:200]
+            finally:
+                self._last_request = time.monotonic()
+            self.stats.latencies_s.append(time.monotonic() - started)
+            if response.isError():
+                self.stats.failed_requests += 1
+                code = int(getattr(response, "exception_code", 0))
+                return None, bad_exception(code), f"exception {code} at {block.kind} {block.start}"
+            if block.kind in BIT_KINDS:
+                return list(response.bits[: block.count]), "good", None
+            return list(response.registers), "good", None
+        return None, BAD_TIMEOUT, "connection lost"  # pragma: no cover
+
+    async def _reconnect(self) -> bool:
+        self.client.close()
+        self._next_connect = 0.0
+        return await self._connected()
+
+    async def _pause(self) -> None:
+        pause = self.connection.pause_between_requests_ms / 1000
+        if pause:
+            wait = self._last_request + pause - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+
+def _all_bad(blocks: list[Block], ts: datetime, quality: str) -> list[Reading]:
+    return [
+        Reading(b.device, p.sensor, ts, float("nan"), quality, None)
+        for b in blocks
+        for p in b.points
+        if p.role != "timestamp"
+    ]

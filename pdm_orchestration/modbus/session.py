@@ -1,0 +1,196 @@
+"""A polling session: every endpoint of a plant polled, its readings and gaps stored.
+
+The same core serves `pdm-orch ingest --once` and the `plc_readings` asset (a bounded session) and
+`pdm-orch collect` (a session without end, for sub-minute sampling). Batches are written by a task
+of their own, in a worker thread, so database writes overlap the Modbus reads; a batch the
+database cannot take goes to the local spool and is forwarded when the database is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from pdm_orchestration.modbus.planner import plan_plant
+from pdm_orchestration.modbus.poller import EndpointPoller, Gap, PollStats, Reading
+from pdm_orchestration.plant.config import Plant
+from pdm_orchestration.storage.readings import ReadingRow, ReadingWriter
+from pdm_orchestration.storage.schema import devices, plc_register_map
+from pdm_orchestration.storage.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+class RegistryMismatch(RuntimeError):
+    """The database's register map does not hold the plant's points (apply the plant first)."""
+
+
+@dataclass
+class StoreStats:
+    written: int = 0  # new rows in sensor_readings
+    spooled: int = 0  # readings sent to the spool while the database was away
+    forwarded: int = 0  # readings moved from the spool to the database
+    gaps: int = 0
+    write_errors: int = 0
+
+
+class IngestStore:
+    """Turns readings into rows (device and register-map ids) and stores them, or spools them."""
+
+    def __init__(self, engine: Engine, plant: Plant, spool: Spool) -> None:
+        self.writer = ReadingWriter(engine)
+        self.spool = spool
+        self.stats = StoreStats()
+        self.ids = self._registry_ids(engine, plant)
+
+    @staticmethod
+    def _registry_ids(engine: Engine, plant: Plant) -> dict[tuple[str, str], tuple[int, int]]:
+        query = (
+            sa.select(
+                devices.c.name, plc_register_map.c.sensor, devices.c.id, plc_register_map.c.id
+            )
+            .join(devices, devices.c.id == plc_register_map.c.device_id)
+            .where(plc_register_map.c.valid_to.is_(None))
+        )
+        with engine.connect() as connection:
+            ids = {(r[0], r[1]): (r[2], r[3]) for r in connection.execute(query)}
+        missing = [
+            f"{p.device}/{p.sensor}" for p in plant.points if (p.device, p.sensor) not in ids
+        ]
+        if missing:
+            raise RegistryMismatch(
+                f"{len(missing)} point(s) of {plant.source} are not in the registry "
+                f"(first: {missing[0]}): run `pdm-orch plant apply`"
+            )
+        return ids
+
+    def rows(self, readings: list[Reading]) -> list[ReadingRow]:
+        out = []
+        for r in readings:
+            device_id, map_id = self.ids[(r.device, r.sensor)]
+            value = None if r.value != r.value else r.value  # NaN -> NULL
+            out.append(ReadingRow(device_id, r.sensor, r.ts, value, r.quality, map_id, r.text))
+        return out
+
+    def gap_rows(self, gaps: list[Gap]) -> list[dict[str, object]]:
+        device_ids = {name: ids[0] for (name, _), ids in self.ids.items()}
+        return [
+            {
+                "device_id": device_ids[g.device],
+                "sensor": g.sensor,
+                "gap_start": g.start,
+                "gap_end": g.end,
+                "reason": g.reason,
+                "detail": g.detail,
+            }
+            for g in gaps
+        ]
+
+    def write(self, readings: list[Reading], gaps: list[Gap]) -> None:
+        """Store a batch; on any database error keep it in the spool instead."""
+        rows, gap_rows = self.rows(readings), self.gap_rows(gaps)
+        try:
+            if self.spool.pending():
+                self.stats.forwarded += self.spool.drain(self.writer.write)
+            self.stats.written += self.writer.write(rows, gap_rows)
+            self.stats.gaps += len(gap_rows)
+        except sa.exc.DBAPIError as exc:
+            self.stats.write_errors += 1
+            self.spool.append(rows, gap_rows)
+            self.stats.spooled += len(rows)
+            first = str(exc.orig or exc).strip().splitlines()[0]
+            log.warning("database unavailable (%s): %d readings spooled", first, len(rows))
+
+    def flush_spool(self) -> None:
+        """Forward whatever the spool holds (raises when the database is still away)."""
+        if self.spool.pending():
+            self.stats.forwarded += self.spool.drain(self.writer.write)
+
+
+@dataclass
+class SessionResult:
+    """What one polling session did."""
+
+    duration_s: float
+    poll: PollStats
+    store: StoreStats
+    spool_pending: int
+    devices: list[str] = field(default_factory=list)
+
+    @property
+    def devices_ok(self) -> list[str]:
+        """Devices that gave data at least once."""
+        return sorted(self.poll.devices_ok)
+
+    @property
+    def devices_failed(self) -> list[str]:
+        """Devices that gave no data at all."""
+        return sorted(set(self.devices) - self.poll.devices_ok)
+
+    def summary(self) -> str:
+        p50, p99 = self.poll.latency_ms(0.5), self.poll.latency_ms(0.99)
+        latency = f"{p50:.1f}/{p99:.1f} ms" if p50 is not None and p99 is not None else "n/a"
+        poll, store = self.poll, self.store
+        return "; ".join(
+            [
+                f"{poll.readings} readings in {poll.cycles} cycles over {self.duration_s:.1f} s "
+                f"({poll.bad_readings} not good)",
+                f"written {store.written}, spooled {store.spooled}, forwarded {store.forwarded}",
+                f"gaps {store.gaps}",
+                f"devices ok {len(self.devices_ok)}, failed {len(self.devices_failed)}",
+                f"request latency p50/p99 {latency}",
+            ]
+        )
+
+
+async def run_session(
+    plant: Plant,
+    store: IngestStore,
+    *,
+    duration_s: float | None,
+    interval_s: float,
+    stop: asyncio.Event | None = None,
+    progress: Callable[[PollStats, StoreStats], None] | None = None,
+) -> SessionResult:
+    """Poll every endpoint of `plant` for `duration_s` (None: until `stop` is set)."""
+    stop = stop or asyncio.Event()
+    stats = PollStats()
+    queue: asyncio.Queue[tuple[list[Reading], list[Gap]] | None] = asyncio.Queue(maxsize=64)
+
+    async def emit(readings: list[Reading], gaps: list[Gap]) -> None:
+        if readings or gaps:
+            await queue.put((readings, gaps))
+
+    async def write_batches() -> None:
+        while (batch := await queue.get()) is not None:
+            await asyncio.to_thread(store.write, *batch)
+            if progress is not None:
+                progress(stats, store.stats)
+
+    started = time.monotonic()
+    deadline = None if duration_s is None else started + duration_s
+    writer = asyncio.create_task(write_batches())
+    pollers = [EndpointPoller(plan, emit, stats) for plan in plan_plant(plant, interval_s)]
+    try:
+        await asyncio.gather(*(poller.run(deadline, stop) for poller in pollers))
+    finally:
+        await queue.put(None)
+        await writer
+    return SessionResult(
+        duration_s=time.monotonic() - started,
+        poll=stats,
+        store=store.stats,
+        spool_pending=store.spool.pending(),
+        devices=sorted(plant.devices),
+    )
+
+
+def spool_path(pdm_home: Path) -> Path:
+    return pdm_home / "spool" / "readings.sqlite3"

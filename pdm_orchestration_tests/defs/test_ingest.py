@@ -1,0 +1,102 @@
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import sqlalchemy as sa
+
+from pdm_orchestration.definitions import defs
+from pdm_orchestration.defs.ingest.assets import plc_readings
+from pdm_orchestration.defs.ingest.schedules import plc_readings_every_minute
+from pdm_orchestration.defs.ingest.sensors import plc_collector_sensor
+from pdm_orchestration.defs.resources import PlantResource, PostgresResource
+from pdm_orchestration.modbus.machines import PlantSimulation
+from pdm_orchestration.modbus.simulator import BackgroundSimulator, LiveSource, PlcSimulator
+from pdm_orchestration.plant.config import load_plant
+from pdm_orchestration.storage.engine import make_engine
+from pdm_orchestration.storage.readings import ReadingRow, ReadingWriter
+from pdm_orchestration.storage.schema import sensor_readings
+from pdm_orchestration_tests.conftest import EXAMPLE_PLANT
+from pdm_orchestration_tests.modbus.helpers import free_port
+
+
+def test_plc_readings_materializes_a_bounded_session(db_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    plant = load_plant(EXAMPLE_PLANT, default_port=port)
+    source = LiveSource(
+        PlantSimulation(plant, seed=4, start=datetime(2026, 5, 1, tzinfo=UTC)), 3600
+    )
+    resources = {
+        "database": PostgresResource(database_url=db_url),
+        "plant": PlantResource(
+            plant_file=str(EXAMPLE_PLANT),
+            plc_port=port,
+            poll_interval_seconds="0.5",
+            pdm_home=str(tmp_path),
+        ),
+    }
+    with BackgroundSimulator(PlcSimulator(plant, source)) as sim:
+        result = dg.materialize(
+            [plc_readings],
+            resources=resources,
+            run_config={"ops": {"plc_readings": {"config": {"duration_s": 1.2}}}},
+        )
+    assert result.success
+    metadata = {
+        k: v.value
+        for k, v in result.asset_materializations_for_node("plc_readings")[0].metadata.items()
+    }
+    assert metadata["devices_ok"] == 12 and metadata["devices_failed"] == 0
+    assert metadata["readings_written"] >= 2 * 80
+    assert metadata["readings_not_good"] == 0
+    assert 0 < metadata["latency_p50_ms"] <= metadata["latency_p99_ms"]
+    assert metadata["gaps"] == 0
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        assert (
+            conn.scalar(sa.select(sa.func.count()).select_from(sensor_readings))
+            == metadata["readings_written"]
+        )
+    engine.dispose()
+    assert sim.function_codes <= {1, 2, 3, 4}
+
+
+def test_schedule_polls_every_minute_one_session_at_a_time() -> None:
+    assert plc_readings_every_minute.cron_schedule == "* * * * *"
+    job = defs().resolve_job_def("ingest_plc_readings")
+    assert job.tags["pdm/ingest"] == "session"
+    assert plc_readings.op.pool == "plc"
+    assert dg.AssetKey("device_registry") in plc_readings.asset_deps[dg.AssetKey("plc_readings")]
+
+
+def test_collector_sensor_reports_new_readings_once(db_url: str) -> None:
+    database = PostgresResource(database_url=db_url)
+    engine = make_engine(db_url)
+
+    writer = ReadingWriter(engine)  # what the collector writes with
+
+    def insert(second: int) -> None:
+        ts = datetime(2026, 5, 1, 0, 0, second, tzinfo=UTC)
+        assert writer.write([ReadingRow(1, "t", ts, 1.0, "good", None, None)]) == 1
+
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick(cursor: str | None = None):  # type: ignore[no-untyped-def]
+        with dg.build_sensor_context(
+            instance=instance, resources={"database": database}, cursor=cursor
+        ) as context:
+            return plc_collector_sensor(context)
+
+    assert isinstance(tick(), dg.SkipReason)
+    insert(1)
+    insert(2)
+    first = tick()
+    assert isinstance(first, dg.SensorResult)
+    assert first.asset_events[0].asset_key == dg.AssetKey("plc_readings")
+    assert first.asset_events[0].metadata["readings_written"].value == 2
+    assert isinstance(tick(first.cursor), dg.SkipReason)
+    insert(3)
+    second = tick(first.cursor)
+    assert second.asset_events[0].metadata["readings_written"].value == 1
+    assert json.loads(second.cursor)["newest"] >= json.loads(first.cursor)["newest"]
+    engine.dispose()

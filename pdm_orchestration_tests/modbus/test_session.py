@@ -1,0 +1,343 @@
+"""Polling sessions against the real pymodbus simulator, into the real databases."""
+
+import asyncio
+import math
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from pdm_orchestration.modbus.faults import FaultProxy
+from pdm_orchestration.modbus.machines import PlantSimulation
+from pdm_orchestration.modbus.poller import Reading
+from pdm_orchestration.modbus.session import IngestStore, RegistryMismatch, run_session
+from pdm_orchestration.modbus.simulator import (
+    BackgroundSimulator,
+    Faults,
+    LiveSource,
+    PlcSimulator,
+    ValueSource,
+)
+from pdm_orchestration.plant.registry import apply_plant
+from pdm_orchestration.storage.engine import make_engine
+from pdm_orchestration.storage.schema import ingest_gaps
+from pdm_orchestration.storage.spool import Spool
+from pdm_orchestration_tests.modbus.helpers import free_port, plant_from, two_lines_text
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+SPEED = 3600.0  # an hour of plant life per second: every poll sees a new device clock
+
+
+class Recorder(IngestStore):
+    """The real store, keeping what it was handed, to count losses and duplicates."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.handed: list[Reading] = []
+
+    def write(self, readings, gaps) -> None:  # type: ignore[no-untyped-def]
+        self.handed.extend(readings)
+        super().write(readings, gaps)
+
+
+def two_lines(tmp_path: Path, **ports: int):
+    port_a, port_b = ports.get("port_a") or free_port(), ports.get("port_b") or free_port()
+    return plant_from(tmp_path, two_lines_text(port_a, port_b)), port_a, port_b
+
+
+def poll(engine: Engine, plant, tmp_path: Path, *, duration: float, interval: float) -> tuple:
+    apply_plant(engine, plant)
+    store = Recorder(engine, plant, Spool(tmp_path / "spool.sqlite3"))
+    result = asyncio.run(run_session(plant, store, duration_s=duration, interval_s=interval))
+    store.spool.close()
+    return result, store
+
+
+def stored(engine: Engine, where: str = "") -> list[sa.Row]:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT d.name AS device, r.sensor, r.ts, r.value, r.quality, r.register_map_id, "
+                f"r.value_text FROM sensor_readings r JOIN devices d ON d.id = r.device_id {where}"
+            )
+        ).all()
+
+
+def gap_rows(engine: Engine) -> list[sa.Row]:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(ingest_gaps.c.sensor, ingest_gaps.c.reason, ingest_gaps.c.device_id)
+        ).all()
+
+
+def live(plant, **faults: object) -> PlcSimulator:
+    source = LiveSource(PlantSimulation(plant, seed=2, start=START), speed=SPEED)
+    return PlcSimulator(plant, source, faults=Faults(**faults))  # type: ignore[arg-type]
+
+
+def test_session_stores_every_point_with_device_time_and_its_decoding(
+    engine: Engine, tmp_path: Path
+) -> None:
+    plant, _, _ = two_lines(tmp_path)
+    with BackgroundSimulator(live(plant)) as sim:
+        result, store = poll(engine, plant, tmp_path, duration=1.6, interval=0.4)
+    rows = stored(engine)
+    values_per_cycle = sum(1 for p in plant.points if p.role != "timestamp")
+    assert result.poll.cycles >= 6  # two endpoints, ~4 cycles each
+    assert len(rows) == len(store.handed) == result.store.written
+    assert len(rows) >= 3 * values_per_cycle
+    assert Counter(r.quality for r in rows) == {"good": len(rows)}
+    assert all(r.register_map_id is not None for r in rows)
+    model = PlantSimulation(plant, seed=2, start=START).values("pump_b")["model"]
+    assert {r.value_text for r in rows if r.sensor == "model"} == {str(model)[:6]}
+    # Timestamps are the devices' (accelerated) clocks, not the poller's.
+    newest = max(r.ts if isinstance(r.ts, datetime) else datetime.fromisoformat(r.ts) for r in rows)
+    assert newest.replace(tzinfo=UTC) < START.replace(year=2027)
+    assert result.devices_ok == ["motor_a", "pump_a", "pump_b"] and result.devices_failed == []
+    assert gap_rows(engine) == []
+    assert sim.function_codes == {1, 3, 4}  # read-only: nothing but reads reached the device
+    p50, p99 = result.poll.latency_ms(0.5), result.poll.latency_ms(0.99)
+    assert p50 is not None and p99 is not None and 0 < p50 <= p99
+
+
+def test_bulk_writes_are_few_statements_and_idempotent(engine: Engine, tmp_path: Path) -> None:
+    plant, _, _ = two_lines(tmp_path)
+    apply_plant(engine, plant)
+    store = IngestStore(engine, plant, Spool(tmp_path / "spool.sqlite3"))
+    readings = [
+        Reading(
+            "pump_a",
+            "bearing_temp",
+            datetime.fromtimestamp(1.7e9 + i, UTC),
+            40.0 + i % 7,
+            "good",
+            None,
+        )
+        for i in range(5000)
+    ]
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    store.write(readings, [])
+    store.write(readings, [])  # re-delivery
+    sa.event.remove(engine, "before_cursor_execute", count)
+    inserts = [s for s in statements if "INSERT" in s.upper()]
+    assert len(inserts) <= 4  # two batches, one bulk statement each (COPY is not even an INSERT)
+    assert store.stats.written == 5000
+    assert len(stored(engine)) == 5000
+
+
+def test_refused_registers_nan_sentinel_and_range_end_in_quality_codes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    port = free_port()
+    served = plant_from(
+        tmp_path,
+        f"""\
+connections: [{{id: gw, port: {port}, timeout_s: 0.3, retries: 0}}]
+devices: [{{id: d, connection: gw, unit_id: 1}}]
+points:
+  - {{device: d, name: temp, kind: input, address: 0, type: float32}}
+  - {{device: d, name: flow, kind: input, address: 2, type: uint16, scale: 0.1}}
+  - {{device: d, name: level, kind: input, address: 3, type: int16}}
+""",
+        name="served.yaml",
+    )
+    polled = plant_from(
+        tmp_path,
+        f"""\
+connections: [{{id: gw, port: {port}, timeout_s: 0.3, retries: 0, max_gap_fill: 0}}]
+devices: [{{id: d, connection: gw, unit_id: 1}}]
+points:
+  - {{device: d, name: temp, kind: input, address: 0, type: float32}}
+  - {{device: d, name: flow, kind: input, address: 2, type: uint16, scale: 0.1, nan_value: 65535}}
+  - {{device: d, name: level, kind: input, address: 3, type: int16, valid_range: [0, 100]}}
+  - {{device: d, name: extra, kind: input, address: 300, type: int16}}
+""",
+        name="polled.yaml",
+    )
+
+    class Odd(ValueSource):
+        def values(self, device, kind, first, last):  # type: ignore[no-untyped-def]
+            return {"temp": float("nan"), "flow": 6553.5, "level": 250.0}
+
+    with BackgroundSimulator(PlcSimulator(served, Odd())):
+        result, _ = poll(engine, polled, tmp_path, duration=0.5, interval=0.2)
+    rows = {
+        (r.sensor, r.quality, r.value if r.value is None or not math.isnan(r.value) else None)
+        for r in stored(engine)
+    }
+    assert ("temp", "bad_decode", None) in rows  # NaN -> NULL
+    assert ("flow", "bad_decode", None) in rows  # the sentinel 65535 -> NULL
+    assert ("level", "bad_decode", 250.0) in rows  # outside valid_range: kept, flagged
+    assert ("extra", "bad_exception_2", None) in rows  # the device refuses register 300
+    gaps = {(g.sensor, g.reason) for g in gap_rows(engine)}
+    assert gaps == {("extra", "exception_2")}
+    assert result.devices_ok == ["d"]
+
+
+def test_a_dead_plc_and_a_dead_unit_do_not_stall_the_others(engine: Engine, tmp_path: Path) -> None:
+    plant, port_a, port_b = two_lines(tmp_path)
+    # line_b has no server at all; on line_a unit 2 (motor_a) never answers.
+    only_a = plant_from(tmp_path, two_lines_text(port_a, port_b, with_pump_b=False), name="a.yaml")
+    with BackgroundSimulator(live(only_a, dead={2})) as sim:
+        started = time.monotonic()
+        result, _ = poll(engine, plant, tmp_path, duration=3.0, interval=0.25)
+        elapsed = time.monotonic() - started
+    assert elapsed < 4.5
+    rows = stored(engine)
+    by_device = Counter((r.device, r.quality) for r in rows)
+    # pump_a shares its connection with the dead unit: 0.3 s lost per cycle until the dead unit
+    # is put aside after 3 failed cycles; then it runs at the full rate.
+    assert by_device[("pump_a", "good")] >= 8 * 2
+    assert by_device[("motor_a", "bad_timeout")] == 3 * 2  # 3 cycles, then the cool-down
+    assert by_device[("pump_b", "bad_timeout")] >= 2
+    assert ("pump_b", "good") not in by_device
+    reasons = {(g.sensor, g.reason) for g in gap_rows(engine)}
+    assert (None, "connect_failed") in reasons
+    assert (None, "unit_cooldown") in reasons
+    assert ("current", "timeout") in reasons
+    # One request a cycle: a unit that did not answer is not asked again in that cycle.
+    assert sum(n for (unit, _), n in sim.audit.items() if unit == 2) == 3
+    assert result.devices_failed == ["motor_a", "pump_b"]
+
+
+def test_idle_closing_device_and_dropped_connections_are_read_anyway(
+    engine: Engine, tmp_path: Path
+) -> None:
+    proxy_port, server_port = free_port(), free_port()
+    served = plant_from(tmp_path, two_lines_text(server_port, free_port(), with_pump_b=False))
+    polled = plant_from(
+        tmp_path, two_lines_text(proxy_port, free_port(), with_pump_b=False), name="polled.yaml"
+    )
+
+    for proxy in (
+        FaultProxy(proxy_port, server_port, idle_close_s=0.15),
+        FaultProxy(proxy_port, server_port, drop_after=2),
+    ):
+        with BackgroundSimulator(live(served)) as sim:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, daemon=True)
+            thread.start()
+            asyncio.run_coroutine_threadsafe(proxy.start(), loop).result()
+            try:
+                _result, store = poll(engine, polled, tmp_path, duration=1.3, interval=0.3)
+            finally:
+                asyncio.run_coroutine_threadsafe(proxy.stop(), loop).result()
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join()
+        qualities = Counter(r.quality for r in store.handed if r.device in ("pump_a", "motor_a"))
+        assert proxy.dropped >= 2
+        assert proxy.connections >= 3  # the poller reconnected after each drop
+        assert set(qualities) == {"good"}, qualities
+        assert sim.function_codes <= {1, 2, 3, 4}
+
+
+def test_gateway_that_needs_a_pause_between_requests(engine: Engine, tmp_path: Path) -> None:
+    body = two_lines_text(free_port(), free_port(), with_pump_b=False)
+    hasty = plant_from(tmp_path, body, name="hasty.yaml")
+    patient = plant_from(
+        tmp_path,
+        body.replace("retries: 0,", "retries: 0, pause_between_requests_ms: 60,", 1),
+        name="patient.yaml",
+    )
+    outcomes = {}
+    for name, plant in (("hasty", hasty), ("patient", patient)):
+        with BackgroundSimulator(live(plant, min_request_gap_s=0.04)):
+            _, store = poll(
+                make_engine(str(engine.url)), plant, tmp_path, duration=0.8, interval=0.4
+            )
+        outcomes[name] = Counter(r.quality for r in store.handed)
+    assert outcomes["hasty"]["bad_exception_6"] > 0
+    assert set(outcomes["patient"]) == {"good"}
+
+
+def test_device_clock_going_backwards_is_flagged_not_lost(engine: Engine, tmp_path: Path) -> None:
+    port = free_port()
+    plant = plant_from(
+        tmp_path,
+        f"""\
+connections: [{{id: gw, port: {port}, timeout_s: 0.3, retries: 0}}]
+devices: [{{id: d, connection: gw, unit_id: 1}}]
+points:
+  - {{device: d, name: clock, kind: input, address: 0, type: uint32, role: timestamp}}
+  - {{device: d, name: temp, kind: input, address: 2, type: float32}}
+""",
+    )
+
+    class Rewinding(ValueSource):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def values(self, device, kind, first, last):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            clock = [1_800_000_000, 1_800_000_060, 1_799_990_000, 1_799_990_060][
+                min(self.calls, 4) - 1
+            ]
+            return {"clock": float(clock), "temp": 20.0 + self.calls}
+
+    with BackgroundSimulator(PlcSimulator(plant, Rewinding())):
+        result, store = poll(engine, plant, tmp_path, duration=0.9, interval=0.25)
+    qualities = [r.quality for r in store.handed]
+    assert qualities[:2] == ["good", "good"]
+    assert qualities[2:] and set(qualities[2:]) == {"bad_clock"}
+    assert len(stored(engine)) == len(store.handed)  # flagged, kept
+    assert ("clock_backwards",) in {(g.reason,) for g in gap_rows(engine)}
+    assert result.devices_ok == ["d"]
+
+
+def test_registry_must_hold_the_plant(engine: Engine, tmp_path: Path) -> None:
+    plant, _, _ = two_lines(tmp_path)
+    with pytest.raises(RegistryMismatch, match="pdm-orch plant apply"):
+        IngestStore(engine, plant, Spool(tmp_path / "spool.sqlite3"))
+
+
+@pytest.mark.postgres
+def test_database_outage_mid_session_loses_and_duplicates_nothing(
+    pg_server, tmp_path: Path
+) -> None:
+    url = pg_server.create_database()
+    engine = make_engine(url)
+    from pdm_orchestration.storage import migrate
+
+    migrate.upgrade(engine)
+    name = engine.url.database
+    plant, _, _ = two_lines(tmp_path)
+
+    def cut_then_restore() -> None:
+        time.sleep(0.6)
+        with pg_server.admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false'))
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"
+                ),
+                {"d": name},
+            )
+        time.sleep(1.2)
+        with pg_server.admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))
+
+    with BackgroundSimulator(live(plant)):
+        outage = threading.Thread(target=cut_then_restore)
+        outage.start()
+        result, store = poll(engine, plant, tmp_path, duration=3.0, interval=0.2)
+        outage.join()
+    assert result.store.spooled > 0, "the outage should have sent readings to the spool"
+    assert result.store.forwarded == result.store.spooled
+    assert result.spool_pending == 0
+    handed = {(r.device, r.sensor, r.ts) for r in store.handed}
+    rows = stored(engine)
+    keys = [(r.device, r.sensor, r.ts) for r in rows]
+    assert len(keys) == len(set(keys))  # 0 duplicated
+    assert set(keys) == handed  # 0 lost
+    engine.dispose()
+    pg_server.drop_database(url)
