@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 # The local instance: run history in SQLite under .pdm/dagster (see dagster.yaml for deployments).
 $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\n' > $@
+	printf 'concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n' > $@
 
 demo: install .env $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/pdm-orch db upgrade

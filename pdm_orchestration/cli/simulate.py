@@ -263,9 +263,14 @@ async def _run(
     for proxy in proxies:
         await proxy.start()
     ports = ", ".join(str(p) for p in simulator.endpoints)
-    click.echo(f"serving {len(plant.devices)} devices on 127.0.0.1 port(s) {ports}; Ctrl-C stops")
+
+    def started() -> None:  # printed once the ports listen: scripts wait for this line
+        click.echo(
+            f"serving {len(plant.devices)} devices on 127.0.0.1 port(s) {ports}; Ctrl-C stops"
+        )
+
     try:
-        await serve(simulator, stop, on_tick=tick)
+        await serve(simulator, stop, on_tick=tick, on_started=started)
     finally:
         tick()
         for proxy in proxies:

@@ -31,9 +31,12 @@ class Block:
     count: int
     points: list[Point]
     decoder: BlockDecoder = field(init=False, repr=False)
+    # (index in `points`, sensor) of every point that yields a reading (not the device clock).
+    sensors: list[tuple[int, str]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.decoder = BlockDecoder(self.points, self.start)
+        self.sensors = [(i, p.sensor) for i, p in enumerate(self.points) if p.role != "timestamp"]
 
     @property
     def function_code(self) -> int:

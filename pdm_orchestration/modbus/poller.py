@@ -33,7 +33,7 @@ import numpy as np
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from pdm_orchestration.modbus.codec import BAD_CLOCK, BAD_TIMEOUT, bad_exception
+from pdm_orchestration.modbus.codec import BAD_CLOCK, BAD_TIMEOUT, GOOD, bad_exception
 from pdm_orchestration.modbus.planner import Block, EndpointPlan
 from pdm_orchestration.plant.config import BIT_KINDS
 
@@ -163,6 +163,9 @@ class EndpointPoller:
         self._connect_failures = 0
         self._next_connect = 0.0
         self._last_request = 0.0
+        self._generation = 0  # counts successful connects
+        self._request_lock = asyncio.Lock()
+        self._connect_lock = asyncio.Lock()
         self._by_due: dict[tuple[str, str], list[Block]] = defaultdict(list)
         for block in plan.blocks:
             self._by_due[(block.device, block.poll_group)].append(block)
@@ -203,11 +206,14 @@ class EndpointPoller:
         by_device: dict[str, list[Block]] = defaultdict(list)
         for key in due:
             by_device[key[0]].extend(self._by_due[key])
+        polls = []
         for device, blocks in by_device.items():
             clock = self._clock_block.get(device)
             if clock is not None:
                 blocks = [clock, *(b for b in blocks if b is not clock)]
-            readings += await self._poll_device(device, blocks)
+            polls.append(self._poll_device(device, blocks))
+        for device_readings in await asyncio.gather(*polls):
+            readings += device_readings
         self.stats.readings += len(readings)
         self.stats.bad_readings += sum(1 for r in readings if r.quality != "good")
         await self.emit(readings, self.gaps.take_closed())
@@ -246,15 +252,15 @@ class EndpointPoller:
             if block is self._clock_block.get(device):
                 device_ts = self._device_time(device, block, decoded.values, ts)
             stamp = device_ts or ts
-            for point, value, q, text in zip(
-                block.points, decoded.values, decoded.quality, decoded.texts, strict=True
-            ):
-                if point.role == "timestamp":
-                    continue
-                if device_ts is None and device in self._clock_block and q == "good":
-                    q = BAD_CLOCK  # the device clock was unreadable or went backwards
-                readings.append(Reading(device, point.sensor, stamp, float(value), q, text))
-                good_sensors.add(point.sensor)
+            values, qualities, texts = decoded.values.tolist(), decoded.quality, decoded.texts
+            if device_ts is None and device in self._clock_block:
+                # The device clock was unreadable or went backwards.
+                qualities = [BAD_CLOCK if q == GOOD else q for q in qualities]
+            readings += [
+                Reading(device, sensor, stamp, values[i], qualities[i], texts[i])
+                for i, sensor in block.sensors
+            ]
+            good_sensors.update(sensor for _, sensor in block.sensors)
         self._settle_unit(device, unit, answered)
         if answered:
             self.gaps.ok(device, good_sensors)
@@ -297,6 +303,10 @@ class EndpointPoller:
             )
 
     async def _connected(self) -> bool:
+        async with self._connect_lock:
+            return await self._connect()
+
+    async def _connect(self) -> bool:
         if self.client.connected:
             return True
         now = time.monotonic()
@@ -306,6 +316,7 @@ class EndpointPoller:
             if self._connect_failures:
                 log.info("%s: connected again", self.plan.key)
             self._connect_failures = 0
+            self._generation += 1
             return True
         self._connect_failures += 1
         low = self.connection.reconnect_backoff_min_s
@@ -315,32 +326,49 @@ class EndpointPoller:
         log.warning("%s: cannot connect; next try in %.1f s", self.plan.key, delay)
         return False
 
+    async def _reconnect(self, generation: int) -> bool:
+        """Open the connection again, unless another read already did since `generation`."""
+        async with self._connect_lock:
+            if self._generation != generation:
+                return self.client.connected
+            self.client.close()
+            self._next_connect = 0.0
+            return await self._connect()
+
     async def _read(self, block: Block) -> tuple[list[int] | list[bool] | None, str, str | None]:
-        """(registers or bits, "good", None), or (None, quality, detail) when the read failed."""
+        """(registers or bits, "good", None), or (None, quality, detail) when the read failed.
+
+        Devices of an endpoint are polled by concurrent tasks; the request lock sends their reads
+        one at a time (with the configured pause), while the others decode what they got.
+        """
+        read = getattr(self.client, READERS[block.kind])
         for attempt in (1, 2):
-            await self._pause()
-            started = time.monotonic()
-            self.stats.requests += 1
-            try:
-                read = getattr(self.client, READERS[block.kind])
-                response = await read(block.start, count=block.count, device_id=block.unit_id)
-            except ConnectionException as exc:
+            generation = self._generation
+            lost: str | None = None
+            async with self._request_lock:
+                await self._pause()
+                started = time.monotonic()
+                self.stats.requests += 1
+                try:
+                    response = await read(block.start, count=block.count, device_id=block.unit_id)
+                except ConnectionException as exc:
+                    lost = f"connection lost: {exc}"
+                except ModbusIOException as exc:
+                    lost = str(exc).splitlines()[0][:200]
+                except ModbusException as exc:
+                    self.stats.failed_requests += 1
+                    return None, BAD_TIMEOUT, str(exc).splitlines()[0][:200]
+                finally:
+                    self._last_request = time.monotonic()
+            # Let the next device's request go out before this one's answer is decoded.
+            await asyncio.sleep(0)
+            if lost is not None:
+                self.stats.failed_requests += 1
                 # The device closed the connection (idle timeout, restart): reopen, send again.
-                self.stats.failed_requests += 1
-                if attempt == 1 and await self._reconnect():
+                if attempt == 1 and not self.client.connected and await self._reconnect(generation):
                     continue
-                return None, BAD_TIMEOUT, f"connection lost: {exc}"
-            except ModbusIOException as exc:
-                self.stats.failed_requests += 1
-                if attempt == 1 and not self.client.connected and await self._reconnect():
-                    continue
-                return None, BAD_TIMEOUT, str(exc).splitlines()[0][:200]
-            except ModbusException as exc:
-                self.stats.failed_requests += 1
-                return None, BAD_TIMEOUT, str(exc).splitlines()[0][:200]
-            finally:
-                self._last_request = time.monotonic()
-            self.stats.latencies_s.append(time.monotonic() - started)
+                return None, BAD_TIMEOUT, lost
+            self.stats.latencies_s.append(self._last_request - started)
             if response.isError():
                 self.stats.failed_requests += 1
                 code = int(getattr(response, "exception_code", 0))
@@ -349,11 +377,6 @@ class EndpointPoller:
                 return list(response.bits[: block.count]), "good", None
             return list(response.registers), "good", None
         return None, BAD_TIMEOUT, "connection lost"  # pragma: no cover
-
-    async def _reconnect(self) -> bool:
-        self.client.close()
-        self._next_connect = 0.0
-        return await self._connected()
 
     async def _pause(self) -> None:
         pause = self.connection.pause_between_requests_ms / 1000
@@ -365,8 +388,7 @@ class EndpointPoller:
 
 def _all_bad(blocks: list[Block], ts: datetime, quality: str) -> list[Reading]:
     return [
-        Reading(b.device, p.sensor, ts, float("nan"), quality, None)
+        Reading(b.device, sensor, ts, float("nan"), quality, None)
         for b in blocks
-        for p in b.points
-        if p.role != "timestamp"
+        for _, sensor in b.sensors
     ]

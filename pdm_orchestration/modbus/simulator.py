@@ -264,9 +264,12 @@ async def serve(
     *,
     every_s: float = 5.0,
     on_tick: Callable[[], None] | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
     """Serve until `stop` is set, calling `on_tick` every `every_s` seconds (progress, events)."""
     await simulator.start()
+    if on_started is not None:
+        on_started()
     try:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):

@@ -12,7 +12,7 @@ import csv
 import io
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -67,7 +67,8 @@ class ReadingWriter:
             return 0
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerows(rows)
+        text = _TimeText(str)
+        writer.writerows((*row[:2], text(row.ts), *row[3:]) for row in rows)
         buffer.seek(0)
         columns = ", ".join(READING_COLUMNS)
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -105,6 +106,20 @@ def _sqlite_time(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+class _TimeText(dict[datetime, str]):
+    """Formats each distinct time once (the readings of a block share their time)."""
+
+    def __init__(self, form: Callable[[datetime], str]) -> None:
+        super().__init__()
+        self.form = form
+
+    def __call__(self, ts: datetime) -> str:
+        text = self.get(ts)
+        if text is None:
+            text = self[ts] = self.form(ts)
+        return text
+
+
 def _insert_sqlite(connection: sa.Connection, rows: list[ReadingRow]) -> int:
     if not rows:
         return 0
@@ -117,7 +132,8 @@ def _insert_sqlite(connection: sa.Connection, rows: list[ReadingRow]) -> int:
     arrived = _sqlite_time(datetime.now(UTC))
     before = connection.exec_driver_sql("SELECT total_changes()").scalar_one()
     # The text form SQLAlchemy uses for DateTime on SQLite (naive UTC), so times compare as text.
-    params = [(*row[:2], _sqlite_time(row.ts), *row[3:], arrived) for row in rows]
+    text = _TimeText(_sqlite_time)
+    params = [(*row[:2], text(row.ts), *row[3:], arrived) for row in rows]
     connection.exec_driver_sql(statement, params)
     after = connection.exec_driver_sql("SELECT total_changes()").scalar_one()
     return int(after - before)
