@@ -184,7 +184,7 @@ def simulate(
         if dataset is not None:
             raise CliError(f"unexpected argument {dataset}: a dataset goes with --replay")
         plant = load_plant_or_fail(settings, plant_file, default_port=port)
-        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        now = datetime.now(UTC).replace(microsecond=0)  # at --speed 1 device time is wall time
         simulation = PlantSimulation(plant, seed=seed, start=started_at or now)
         source = LiveSource(simulation, speed)
     asyncio.run(

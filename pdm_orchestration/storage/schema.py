@@ -196,8 +196,39 @@ feature_windows = sa.Table(
     sa.Column("register_map_ids", Json, nullable=False),
     sa.Column("computed_at", Timestamp, nullable=False),
     sa.Column("dagster_run_id", sa.Text),
-    sa.UniqueConstraint("device_id", "window_start", "window_end"),
+    # How the window was cut: "60min/10min" (time) or "30samples" (the last N samples).
+    sa.Column("window_spec", sa.Text, nullable=False, server_default=""),
+    sa.UniqueConstraint("device_id", "window_spec", "window_end"),
     sa.Index("ix_feature_windows_window_end", "window_end"),
+)
+
+# Every sensor window that failed a data-quality check: what the checks measured, which failed.
+# (A sensor window without a row passed every check.)
+sensor_quality = sa.Table(
+    "sensor_quality",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id"), nullable=False),
+    sa.Column("sensor", sa.Text, nullable=False),
+    sa.Column("window_spec", sa.Text, nullable=False),
+    sa.Column("window_start", Timestamp, nullable=False),
+    sa.Column("window_end", Timestamp, nullable=False),
+    sa.Column("readings", sa.Integer, nullable=False),  # every quality
+    sa.Column("good_readings", sa.Integer, nullable=False),  # good and finite
+    sa.Column("last_good_age_s", sa.Float),  # window end minus the newest good reading
+    sa.Column("value_range", sa.Float),  # max - min of good readings
+    sa.Column("out_of_range", sa.Integer, nullable=False),  # readings outside valid_range
+    sa.Column("max_jump_ratio", sa.Float),  # largest step / mean step
+    sa.Column("max_spacing_s", sa.Float),  # longest time between two readings
+    sa.Column("gap_rows", sa.Integer, nullable=False),  # ingest_gaps rows overlapping the window
+    sa.Column("duplicates", sa.Integer, nullable=False),  # repeated or untrusted timestamps
+    sa.Column("error_rate", sa.Float),  # share of readings not good
+    sa.Column("failed", Json, nullable=False),  # names of the checks that failed
+    sa.Column("blocking", sa.Boolean, nullable=False),  # a blocking check failed
+    sa.Column("checked_at", Timestamp, nullable=False),
+    sa.Column("dagster_run_id", sa.Text),
+    sa.UniqueConstraint("device_id", "sensor", "window_spec", "window_end"),
+    sa.Index("ix_sensor_quality_window_end", "window_end"),
 )
 
 maintenance_predictions = sa.Table(

@@ -26,6 +26,28 @@ def test_definitions_load_with_the_expected_graph() -> None:
         definitions.resolve_schedule_def("maintain_database_schedule").cron_schedule == "15 0 * * *"
     )
     assert {"database", "plant"} <= set(definitions.resources)
+    # The data flow: registry -> readings -> feature windows, each check on its asset.
+    assert {"device_registry", "plc_readings", "feature_windows"} <= keys
+    features = definitions.resolve_assets_def("feature_windows")
+    assert dg.AssetKey("plc_readings") in features.asset_deps[dg.AssetKey("feature_windows")]
+    assert isinstance(features.partitions_def, dg.HourlyPartitionsDefinition)
+    checks = {
+        (c.asset_key.to_user_string(), c.name)
+        for c in definitions.resolve_asset_graph().asset_check_keys
+    }
+    names = {
+        "stale_sensor",
+        "flatline",
+        "out_of_range",
+        "read_error_rate",
+        "spikes_and_jumps",
+        "gaps",
+        "duplicate_timestamps",
+    }
+    assert {("feature_windows", n) for n in names} <= checks
+    assert {("plc_readings", n) for n in names} <= checks
+    blocking = {s.name for s in features.check_specs if s.blocking}
+    assert blocking == {"stale_sensor", "flatline", "out_of_range", "read_error_rate"}
 
 
 def test_resources_are_configured_from_environment_variables() -> None:

@@ -22,6 +22,7 @@ TABLES = {
     "feature_windows",
     "maintenance_predictions",
     "alerts",
+    "sensor_quality",
 }
 
 
