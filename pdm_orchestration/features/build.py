@@ -57,7 +57,7 @@ def build_features(
     default_interval_s: float,
     rules: QualityRules | None = None,
     run_id: str | None = None,
-    devices_per_chunk: int = 250,
+    devices_per_chunk: int = 125,
     progress: Callable[[BuildSummary], None] | None = None,
 ) -> BuildSummary:
     """Compute and store every window of `spec` ending in `(start, end]`."""
@@ -155,8 +155,9 @@ def _prefetched(
     of its own) while the caller computes on this one, so the two cores both work."""
 
     def load(group: list[int]) -> ReadingArrays:
-        with engine.connect() as connection:
-            return store.load_readings(connection, since, until, group, registry)
+        # Groups are slices of the sorted device ids, so the id range selects exactly the group.
+        with engine.connect() as connection, connection.begin():
+            return store.load_readings(connection, since, until, (group[0], group[-1]), registry)
 
     if engine.dialect.name != "postgresql" or len(groups) < 2:
         for group in groups:

@@ -220,42 +220,48 @@ def compute_windows(
     m = spec.buckets
     shape = (b.n_series, b.n_buckets)
     good = b.good
+    cells = b.cells
+    every = _Runs(b.flat, cells)  # readings are sorted by cell: reductions run over sorted runs
     vmin, vmax = _valid_ranges(b.map_id, info)
-    finite = np.isfinite(b.values)
+    outside = np.isfinite(b.values) & ((b.values < vmin) | (b.values > vmax))
+    del vmin, vmax
     sums = {
-        "n_all": b.count(),
-        "n_bad": b.count(~good),
-        "oor": b.count(finite & ((b.values < vmin) | (b.values > vmax))),
-        "dup": b.count(b.duplicate),
+        "n_all": every.count(),
+        "n_bad": every.count(~good),
+        "oor": every.count(outside),
+        "dup": every.count(b.duplicate),
     }
-    spacing = b.reduce(np.maximum, b.spacing_s, None, 0.0)
+    spacing = every.reduce(np.maximum, b.spacing_s, 0.0)
 
     # Statistics of good readings; values shifted by each series' first good value so that sums of
     # squares keep their precision.
+    g = _Runs(b.flat[good], cells)
     g_s, g_val, g_t = b.s[good], b.values[good], b.t[good]
     ref = np.zeros(b.n_series)
-    first = np.r_[True, g_s[1:] != g_s[:-1]][: len(g_s)]
-    ref[g_s[first]] = g_val[first]
+    same = g_s[1:] == g_s[:-1]
+    ref[g_s[np.r_[True, ~same][: len(g_s)]]] = g_val[np.r_[True, ~same][: len(g_s)]]
     v = g_val - ref[g_s]
     sums |= {
-        "n": b.count(good),
-        "sv": b.total(v, good),
-        "svv": b.total(v * v, good),
-        "st": b.total(g_t, good),
-        "stt": b.total(g_t * g_t, good),
-        "stv": b.total(g_t * v, good),
+        "n": g.count(),
+        "sv": g.total(v),
+        "svv": g.total(v * v),
+        "st": g.total(g_t),
+        "stt": g.total(g_t * g_t),
+        "stv": g.total(g_t * v),
     }
-    low = b.reduce(np.minimum, g_val, good, np.inf)
-    high = b.reduce(np.maximum, g_val, good, -np.inf)
-    last_ts = b.reduce(np.maximum, b.ts[good].astype(np.float64), good, -np.inf)
-    last_val = b.last(g_val, good)
-    # Steps between consecutive good readings of a series (spikes and jumps).
-    stepped = np.zeros(len(b.flat), dtype=bool)
-    stepped[np.flatnonzero(good)[1:][g_s[1:] == g_s[:-1]]] = True
-    step = np.abs(np.diff(g_val, prepend=g_val[:1]))[np.r_[False, g_s[1:] == g_s[:-1]][: len(g_s)]]
-    sums["n_steps"] = b.count(stepped)
-    sums["s_steps"] = b.total(step, stepped)
-    max_step = b.reduce(np.maximum, step, stepped, -np.inf)
+    del v
+    low = g.reduce(np.minimum, g_val, np.inf)
+    high = g.reduce(np.maximum, g_val, -np.inf)
+    last_ts = g.reduce(np.maximum, b.ts[good].astype(np.float64), -np.inf)
+    last_val = g.last(g_val)
+    # Steps between consecutive good readings of a series (spikes and jumps), in the cell of the
+    # later reading.
+    steps = _Runs(g.flat[1:][same], cells)
+    step = np.abs(np.diff(g_val))[same]
+    sums["n_steps"] = steps.count()
+    sums["s_steps"] = steps.total(step)
+    max_step = steps.reduce(np.maximum, step, -np.inf)
+    del g, g_s, g_val, g_t, step, steps
 
     w = {name: _window_sum(a.reshape(shape), m) for name, a in sums.items()}
     w_low = _window_reduce(low.reshape(shape), m, np.min, np.inf)
@@ -448,32 +454,6 @@ class _Buckets:
     def spacing_s(self) -> np.ndarray:
         return np.where(self.same_series, np.diff(self.ts, prepend=self.ts[:1]) / NS_PER_S, 0.0)
 
-    def count(self, where: np.ndarray | None = None) -> np.ndarray:
-        flat = self.flat if where is None else self.flat[where]
-        return np.bincount(flat, minlength=self.cells).astype(np.float64)
-
-    def total(self, weights: np.ndarray, where: np.ndarray) -> np.ndarray:
-        return np.bincount(self.flat[where], weights=weights, minlength=self.cells)
-
-    def reduce(
-        self, ufunc: np.ufunc, values: np.ndarray, where: np.ndarray | None, fill: float
-    ) -> np.ndarray:
-        """`ufunc` over each bucket's `values` (those of the readings `where` selects)."""
-        out = np.full(self.cells, fill)
-        flat = self.flat if where is None else self.flat[where]
-        if len(flat):
-            starts = np.r_[0, np.flatnonzero(np.diff(flat)) + 1]
-            out[flat[starts]] = ufunc.reduceat(values, starts)
-        return out
-
-    def last(self, values: np.ndarray, where: np.ndarray) -> np.ndarray:
-        out = np.full(self.cells, np.nan)
-        flat = self.flat[where]
-        if len(flat):
-            ends = np.r_[np.flatnonzero(np.diff(flat)), len(flat) - 1]
-            out[flat[ends]] = values[ends]
-        return out
-
     def start_ns(self, m: int) -> np.ndarray:
         """(series, bucket) -> start of the window ending there."""
         if self.step_ns is not None:
@@ -488,6 +468,35 @@ class _Buckets:
         out = (ends > lo) & (ends <= hi)
         if self.step_ns is not None:
             out[:, : min(m, self.n_buckets)] = False  # look-back buckets
+        return out
+
+
+class _Runs:
+    """Per-cell reductions of values whose cells (`flat`, sorted) come in runs."""
+
+    def __init__(self, flat: np.ndarray, cells: int) -> None:
+        self.flat = flat
+        self.cells = cells
+        self.starts = np.r_[0, np.flatnonzero(np.diff(flat)) + 1] if len(flat) else flat[:0]
+
+    def count(self, where: np.ndarray | None = None) -> np.ndarray:
+        flat = self.flat if where is None else self.flat[where]
+        return np.bincount(flat, minlength=self.cells).astype(np.float64)
+
+    def total(self, weights: np.ndarray) -> np.ndarray:
+        return np.bincount(self.flat, weights=weights, minlength=self.cells)
+
+    def reduce(self, ufunc: np.ufunc, values: np.ndarray, fill: float) -> np.ndarray:
+        out = np.full(self.cells, fill)
+        if len(self.starts):
+            out[self.flat[self.starts]] = ufunc.reduceat(values, self.starts)
+        return out
+
+    def last(self, values: np.ndarray) -> np.ndarray:
+        out = np.full(self.cells, np.nan)
+        if len(self.starts):
+            ends = np.r_[self.starts[1:] - 1, len(self.flat) - 1]
+            out[self.flat[ends]] = values[ends]
         return out
 
 
