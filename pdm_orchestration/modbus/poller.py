@@ -7,6 +7,13 @@ for the rest of the cycle; a unit that fails `unit_fail_cycles` cycles in a row 
 `unit_cooldown_s`, then tried again. A lost connection is re-opened (and the read sent again) at
 once; a connection that cannot be opened is retried with exponential backoff and jitter.
 
+Every response is checked against its request (function code, unit id, register or bit count)
+before it is decoded. A request that got no answer in time, an answer that is not to it, or an
+answer that came only after a retry, closes the connection: a late reply can then never be taken
+for the answer to another request (devices and gateways that answer late, or label a late answer
+with the next request's transaction id, exist). The next request opens a fresh connection, with
+the usual backoff.
+
 Every scheduled read yields one reading per point, with a quality code: `good`, `bad_timeout`,
 `bad_exception_<code>`, `bad_decode` (NaN, the sentinel, or outside the valid range), `bad_clock`
 (the device's clock went backwards). Every span in which a device or point could not be read
@@ -31,7 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.exceptions import ModbusException
 
 from pdm_orchestration.modbus.codec import BAD_CLOCK, BAD_TIMEOUT, GOOD, bad_exception
 from pdm_orchestration.modbus.planner import Block, EndpointPlan
@@ -46,6 +53,15 @@ READERS = {
     "holding": "read_holding_registers",
     "input": "read_input_registers",
 }
+
+
+class _Read(NamedTuple):
+    """What a read gave: data, or None with the reason for the gap."""
+
+    data: list[int] | list[bool] | None
+    quality: str
+    reason: str  # of the gap ("" when data came)
+    detail: str | None
 
 
 class Reading(NamedTuple):
@@ -230,25 +246,28 @@ class EndpointPoller:
             return _all_bad(blocks, ts, BAD_TIMEOUT)
         readings: list[Reading] = []
         device_ts: datetime | None = None
-        answered = timed_out = got_data = False
+        answered = got_data = False
+        silent: tuple[str, str] | None = None  # (gap reason, detail) once the unit did not answer
         good_sensors: set[str] = set()
         for block in blocks:
-            if timed_out:  # a unit that did not answer is not asked again this cycle
-                readings += _all_bad([block], _now(), BAD_TIMEOUT)
+            if silent is not None:
+                # A unit that did not answer is not asked again this cycle: its points are a gap.
+                ts = _now()
+                self._fail_points(block, silent[0], ts, silent[1])
+                readings += _all_bad([block], ts, BAD_TIMEOUT)
                 continue
-            data, quality, detail = await self._read(block)
+            result = await self._read(block)
             ts = _now()
-            if data is None:
-                reason = "timeout" if quality == BAD_TIMEOUT else quality.removeprefix("bad_")
-                for point in block.points:
-                    if point.role != "timestamp":
-                        self.gaps.fail(device, point.sensor, reason, ts, detail)
-                readings += _all_bad([block], ts, quality)
-                timed_out = quality == BAD_TIMEOUT
-                answered = answered or quality != BAD_TIMEOUT
+            if result.data is None:
+                self._fail_points(block, result.reason, ts, result.detail)
+                readings += _all_bad([block], ts, result.quality)
+                if result.quality == BAD_TIMEOUT:
+                    silent = (result.reason, f"not asked this cycle after: {result.detail}")
+                else:
+                    answered = True
                 continue
             answered = got_data = True
-            decoded = block.decoder.decode(data)
+            decoded = block.decoder.decode(result.data)
             if block is self._clock_block.get(device):
                 device_ts = self._device_time(device, block, decoded.values, ts)
             stamp = device_ts or ts
@@ -267,6 +286,10 @@ class EndpointPoller:
         if got_data:
             self.stats.devices_ok.add(device)
         return readings
+
+    def _fail_points(self, block: Block, reason: str, ts: datetime, detail: str | None) -> None:
+        for _, sensor in block.sensors:
+            self.gaps.fail(block.device, sensor, reason, ts, detail)
 
     def _device_time(
         self, device: str, block: Block, values: np.ndarray, received: datetime
@@ -335,8 +358,8 @@ class EndpointPoller:
             self._next_connect = 0.0
             return await self._connect()
 
-    async def _read(self, block: Block) -> tuple[list[int] | list[bool] | None, str, str | None]:
-        """(registers or bits, "good", None), or (None, quality, detail) when the read failed.
+    async def _read(self, block: Block) -> _Read:
+        """The block's registers or bits, or why there are none (quality, gap reason, detail).
 
         Devices of an endpoint are polled by concurrent tasks; the request lock sends their reads
         one at a time (with the configured pause), while the others decode what they got.
@@ -344,39 +367,60 @@ class EndpointPoller:
         read = getattr(self.client, READERS[block.kind])
         for attempt in (1, 2):
             generation = self._generation
-            lost: str | None = None
+            response: Any = None
+            failure: str | None = None
             async with self._request_lock:
+                if not self.client.connected and not await self._connected():
+                    return _Read(None, BAD_TIMEOUT, "connect_failed", self.plan.key)
                 await self._pause()
                 started = time.monotonic()
                 self.stats.requests += 1
                 try:
                     response = await read(block.start, count=block.count, device_id=block.unit_id)
-                except ConnectionException as exc:
-                    lost = f"connection lost: {exc}"
-                except ModbusIOException as exc:
-                    lost = str(exc).splitlines()[0][:200]
+                    failure = wrong_reply(block, response)
                 except ModbusException as exc:
-                    self.stats.failed_requests += 1
-                    return None, BAD_TIMEOUT, str(exc).splitlines()[0][:200]
+                    failure = _first_line(exc)
                 finally:
                     self._last_request = time.monotonic()
+                dropped = False
+                if self.client.connected and (failure is not None or response.retries):
+                    # No answer in time, an answer that is not to this request, or one that came
+                    # only after a retry: a late reply may still arrive. A fresh connection makes
+                    # sure it is never taken for the answer to another request.
+                    self.client.close()
+                    dropped = True
             # Let the next device's request go out before this one's answer is decoded.
             await asyncio.sleep(0)
-            if lost is not None:
+            if failure is not None:
                 self.stats.failed_requests += 1
-                # The device closed the connection (idle timeout, restart): reopen, send again.
-                if attempt == 1 and not self.client.connected and await self._reconnect(generation):
+                if response is not None:
+                    log.warning(
+                        "%s: %s (unit %d, %s %d+%d): not used, connection dropped",
+                        self.plan.key,
+                        failure,
+                        block.unit_id,
+                        block.kind,
+                        block.start,
+                        block.count,
+                    )
+                elif not dropped and attempt == 1 and await self._reconnect(generation):
+                    # The device closed the connection (idle timeout, restart): reopen, send again.
                     continue
-                return None, BAD_TIMEOUT, lost
+                return _Read(None, BAD_TIMEOUT, "timeout", failure)
             self.stats.latencies_s.append(self._last_request - started)
             if response.isError():
                 self.stats.failed_requests += 1
                 code = int(getattr(response, "exception_code", 0))
-                return None, bad_exception(code), f"exception {code} at {block.kind} {block.start}"
+                return _Read(
+                    None,
+                    bad_exception(code),
+                    f"exception_{code}",
+                    f"exception {code} at {block.kind} {block.start}",
+                )
             if block.kind in BIT_KINDS:
-                return list(response.bits[: block.count]), "good", None
-            return list(response.registers), "good", None
-        return None, BAD_TIMEOUT, "connection lost"  # pragma: no cover
+                return _Read(list(response.bits[: block.count]), GOOD, "", None)
+            return _Read(list(response.registers), GOOD, "", None)
+        return _Read(None, BAD_TIMEOUT, "timeout", "connection lost")  # pragma: no cover
 
     async def _pause(self) -> None:
         pause = self.connection.pause_between_requests_ms / 1000
@@ -384,6 +428,30 @@ class EndpointPoller:
             wait = self._last_request + pause - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
+
+
+def wrong_reply(block: Block, response: Any) -> str | None:
+    """Why `response` cannot be the answer to the read of `block` (None: it can be)."""
+    code = int(getattr(response, "function_code", 0))
+    if code & 0x7F != block.function_code:
+        return f"reply with function code {code} to a read with function code {block.function_code}"
+    unit = getattr(response, "dev_id", None)
+    if unit != block.unit_id:
+        return f"reply from unit {unit} to a read of unit {block.unit_id}"
+    if response.isError():
+        return None
+    if block.kind in BIT_KINDS:
+        got, wanted = len(response.bits), -(-block.count // 8) * 8  # whole bytes of bits
+    else:
+        got, wanted = len(response.registers), block.count
+    if got != wanted:
+        return f"reply with {got} values to a read of {block.count} {block.kind} values"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _all_bad(blocks: list[Block], ts: datetime, quality: str) -> list[Reading]:

@@ -25,8 +25,9 @@ from pdm_orchestration.modbus.simulator import (
 )
 from pdm_orchestration.plant.registry import apply_plant
 from pdm_orchestration.storage.engine import make_engine
-from pdm_orchestration.storage.schema import ingest_gaps
+from pdm_orchestration.storage.schema import devices, ingest_gaps, sensor_readings
 from pdm_orchestration.storage.spool import Spool
+from pdm_orchestration_tests.conftest import EXAMPLE_PLANT
 from pdm_orchestration_tests.modbus.helpers import free_port, plant_from, two_lines_text
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -73,6 +74,18 @@ def gap_rows(engine: Engine) -> list[sa.Row]:
         return conn.execute(
             sa.select(ingest_gaps.c.sensor, ingest_gaps.c.reason, ingest_gaps.c.device_id)
         ).all()
+
+
+def named_gaps(engine: Engine) -> set[tuple[str, str | None, str]]:
+    """(device, sensor, reason) of every gap row."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT d.name, g.sensor, g.reason FROM ingest_gaps g "
+                "JOIN devices d ON d.id = g.device_id"
+            )
+        ).all()
+    return {(r[0], r[1], r[2]) for r in rows}
 
 
 def live(plant, **faults: object) -> PlcSimulator:
@@ -341,3 +354,104 @@ def test_database_outage_mid_session_loses_and_duplicates_nothing(
     assert set(keys) == handed  # 0 lost
     engine.dispose()
     pg_server.drop_database(url)
+
+
+class PerDevice(ValueSource):
+    """Values that say which device they came from: unit n serves 100 n + 1, 100 n + 2, n odd."""
+
+    def __init__(self, plant) -> None:  # type: ignore[no-untyped-def]
+        self.units = {name: device.unit_id for name, device in plant.devices.items()}
+
+    def values(self, device, kind, first, last):  # type: ignore[no-untyped-def]
+        unit = self.units[device]
+        return {"a": 100.0 * unit + 1, "b": 100.0 * unit + 2, "flag": float(unit % 2)}
+
+
+def shared_gateway(tmp_path: Path, port: int, units: int, **connection: object):
+    """`units` devices d1..dN of one layout (two float32 inputs, a discrete input) on one port."""
+    options = ", ".join(f"{k}: {v}" for k, v in connection.items())
+    devices = "\n".join(
+        f"  - {{id: d{n}, connection: gw, unit_id: {n}}}" for n in range(1, units + 1)
+    )
+    points = "\n".join(
+        f"  - {{device: d{n}, name: a, kind: input, address: 0, type: float32}}\n"
+        f"  - {{device: d{n}, name: b, kind: input, address: 2, type: float32}}\n"
+        f"  - {{device: d{n}, name: flag, kind: discrete, address: 0, type: bit}}"
+        for n in range(1, units + 1)
+    )
+    return plant_from(
+        tmp_path,
+        f"connections: [{{id: gw, port: {port}, {options}}}]\ndevices:\n{devices}\npoints:\n{points}\n",
+    )
+
+
+def test_a_slow_unit_never_crashes_the_session_nor_lends_its_late_replies(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # Unit 4 answers after 0.5 s, long after the 0.2 s timeout, while the others keep the
+    # connection busy: its late replies come back labelled as answers to their requests (pymodbus's
+    # server does that, and so do some gateways). They must never be decoded as anyone's data.
+    plant = shared_gateway(
+        tmp_path, free_port(), 4, timeout_s=0.2, retries=0, unit_fail_cycles=1000
+    )
+    faults = Faults(slow={1: 0.02, 2: 0.02, 3: 0.02, 4: 0.5})
+    with BackgroundSimulator(PlcSimulator(plant, PerDevice(plant), faults=faults)):
+        result, store = poll(engine, plant, tmp_path, duration=3.0, interval=0.1)
+    expected = {"a": 1.0, "b": 2.0}
+    rows = stored(engine)
+    assert len(rows) == len(store.handed)  # every reading handed over is stored
+    others = [r for r in rows if r.device != "d4"]
+    assert {r.quality for r in others} == {"good"}
+    for r in others:
+        unit = int(r.device[1:])
+        wanted = float(unit % 2) if r.sensor == "flag" else 100.0 * unit + expected[r.sensor]
+        assert r.value == wanted, (r.device, r.sensor, r.value)
+    # Every cycle (about 0.35 s: the 0.2 s timeout, six 0.02 s answers) read all three fully.
+    assert result.poll.cycles >= 5 and len(others) == 3 * 3 * result.poll.cycles
+    slow = [r for r in rows if r.device == "d4"]
+    assert slow and {r.quality for r in slow} <= {"bad_timeout", "good"}
+    assert all(r.value in (None, 401.0, 402.0, 1.0) for r in slow)
+    gaps = named_gaps(engine)
+    assert {device for device, _, _ in gaps} == {"d4"}
+    assert {("d4", sensor, "timeout") for sensor in ("a", "b", "flag")} <= gaps
+    assert result.devices_ok == ["d1", "d2", "d3"]
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def test_every_point_a_silent_unit_was_not_read_at_is_in_a_gap(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # spindle_02 (unit 12) has input registers (with its clock), a holding register and a discrete
+    # input: after its first block times out the others are not asked, and are gaps too.
+    text = EXAMPLE_PLANT.read_text().replace("timeout_s: 1.0", "timeout_s: 0.2")
+    plant = plant_from(tmp_path, text.replace("retries: 1", "retries: 0"))
+    spindle = {p.sensor for p in plant.points_of("spindle_02") if p.role != "timestamp"}
+    assert {p.register_kind for p in plant.points_of("spindle_02")} == {
+        "input",
+        "holding",
+        "discrete",
+    }
+    with BackgroundSimulator(live(plant, dead={12})):
+        poll(engine, plant, tmp_path, duration=1.5, interval=0.3)
+    with engine.connect() as conn:
+        readings = conn.execute(
+            sa.select(sensor_readings.c.sensor, sensor_readings.c.ts, sensor_readings.c.quality)
+            .join(devices, devices.c.id == sensor_readings.c.device_id)
+            .where(devices.c.name == "spindle_02")
+        ).all()
+        gaps = conn.execute(
+            sa.select(ingest_gaps).join(devices).where(devices.c.name == "spindle_02")
+        ).all()
+    assert readings and {r.quality for r in readings} == {"bad_timeout"}
+    assert {r.sensor for r in readings} == spindle  # the slow group too: all due at the start
+    assert {g.sensor for g in gaps if g.reason == "timeout"} == spindle
+    for r in readings:
+        covering = [
+            g
+            for g in gaps
+            if g.sensor in (None, r.sensor) and _utc(g.gap_start) <= _utc(r.ts) <= _utc(g.gap_end)
+        ]
+        assert covering, f"{r.sensor} at {r.ts} could not be read but is in no gap"
