@@ -17,7 +17,8 @@ the usual backoff.
 Every scheduled read yields one reading per point, with a quality code: `good`, `bad_timeout`,
 `bad_exception_<code>`, `bad_decode` (NaN, the sentinel, or outside the valid range), `bad_clock`
 (the device's clock went backwards). Every span in which a device or point could not be read
-becomes a gap with its reason.
+becomes a gap with its reason. A device clock that reads backwards on `CLOCK_RESET_POLLS`
+consecutive polls, moving forward from its new value, was reset: it is accepted as the new clock.
 
 The client can only send function codes 1-4: reads go through `READERS`, and nothing else of the
 client is called.
@@ -45,6 +46,10 @@ from pdm_orchestration.modbus.planner import Block, EndpointPlan
 from pdm_orchestration.plant.config import BIT_KINDS
 
 log = logging.getLogger(__name__)
+
+# A device clock read this many polls in a row behind its newest value, and moving forward from
+# where it went back to, was reset: it becomes the clock again.
+CLOCK_RESET_POLLS = 3
 
 # The only requests this module can send: Modbus function codes 1, 2, 3 and 4.
 READERS = {
@@ -107,9 +112,12 @@ class GapTracker:
         else:
             gap.end = max(gap.end, ts)
 
-    def ok(self, device: str, sensors: set[str] | None = None) -> None:
-        """Close the device's spans (device-level ones, and those of `sensors`)."""
-        for key in [k for k in self.open if k[0] == device]:
+    def ok(
+        self, device: str, sensors: set[str] | None = None, keep: frozenset[str] = frozenset()
+    ) -> None:
+        """Close the device's spans (device-level ones, and those of `sensors`), but not those
+        with a reason in `keep` (a failure that still lasts)."""
+        for key in [k for k in self.open if k[0] == device and k[2] not in keep]:
             if key[1] is None or sensors is None or key[1] in sensors:
                 self.closed.append(self.open.pop(key))
 
@@ -146,6 +154,10 @@ class _UnitState:
     failed_cycles: int = 0
     cooldown_until: float = 0.0
     last_clock: float | None = None
+    # Consecutive polls that read the clock behind `last_clock`; the first and last such reading.
+    behind_polls: int = 0
+    behind_first: float = 0.0
+    behind_last: float = 0.0
 
 
 def _now() -> datetime:
@@ -282,7 +294,9 @@ class EndpointPoller:
             good_sensors.update(sensor for _, sensor in block.sensors)
         self._settle_unit(device, unit, answered)
         if answered:
-            self.gaps.ok(device, good_sensors)
+            # A clock still behind keeps its gap open until it is back or accepted as reset.
+            keep = frozenset({"clock_backwards"}) if unit.behind_polls else frozenset()
+            self.gaps.ok(device, good_sensors, keep)
         if got_data:
             self.stats.devices_ok.add(device)
         return readings
@@ -294,17 +308,41 @@ class EndpointPoller:
     def _device_time(
         self, device: str, block: Block, values: np.ndarray, received: datetime
     ) -> datetime | None:
-        """The device's own clock, or None (the reading time is used) when it went backwards."""
+        """The device's own clock, or None (the reading time is used) when it went backwards.
+
+        A clock read behind its newest value on `CLOCK_RESET_POLLS` polls in a row, never going
+        back from where it went back to and having moved on, was reset: it becomes the clock.
+        """
         index = next(i for i, p in enumerate(block.points) if p.role == "timestamp")
         clock = float(values[index])
         unit = self.units[device]
         if not np.isfinite(clock):
             return None
         if unit.last_clock is not None and clock < unit.last_clock:
+            if unit.behind_polls and clock >= unit.behind_last:
+                unit.behind_polls += 1
+            else:  # the first read behind, or it went back again: count anew
+                unit.behind_polls, unit.behind_first = 1, clock
+            unit.behind_last = clock
             detail = f"device clock went back from {unit.last_clock:.0f} to {clock:.0f}"
-            log.warning("%s: %s", device, detail)
             self.gaps.fail(device, None, "clock_backwards", received, detail)
-            return None
+            reset = unit.behind_polls >= CLOCK_RESET_POLLS and clock > unit.behind_first
+            if not reset:
+                if unit.behind_polls == 1:
+                    log.warning("%s: %s", device, detail)
+                return None
+            log.warning(
+                "%s: device clock reset: behind %.0f on %d polls in a row and moving forward, "
+                "from %.0f to %.0f; it is the clock again",
+                device,
+                unit.last_clock,
+                unit.behind_polls,
+                unit.behind_first,
+                clock,
+            )
+            gap = self.gaps.open[(device, None, "clock_backwards")]
+            gap.detail = f"{gap.detail}; taken as reset at {clock:.0f}"
+        unit.behind_polls = 0
         unit.last_clock = clock
         return datetime.fromtimestamp(clock, UTC)
 

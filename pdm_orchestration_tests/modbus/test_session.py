@@ -455,3 +455,54 @@ def test_every_point_a_silent_unit_was_not_read_at_is_in_a_gap(
             if g.sensor in (None, r.sensor) and _utc(g.gap_start) <= _utc(r.ts) <= _utc(g.gap_end)
         ]
         assert covering, f"{r.sensor} at {r.ts} could not be read but is in no gap"
+
+
+def test_a_device_clock_reset_becomes_the_clock_after_three_polls(
+    engine: Engine, tmp_path: Path
+) -> None:
+    port = free_port()
+    plant = plant_from(
+        tmp_path,
+        f"""\
+connections: [{{id: gw, port: {port}, timeout_s: 0.3, retries: 0}}]
+devices: [{{id: d, connection: gw, unit_id: 1}}]
+points:
+  - {{device: d, name: clock, kind: input, address: 0, type: uint32, role: timestamp}}
+  - {{device: d, name: temp, kind: input, address: 2, type: float32}}
+""",
+    )
+    later, reset = 1_800_000_000, 1_000_000_000
+
+    class Resetting(ValueSource):
+        """Polls 1-2 normal, 3 a one-off step back, 4 normal, from 5 on reset and running."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def values(self, device, kind, first, last):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            steps = {1: later, 2: later + 60, 3: later - 10_000, 4: later + 120}
+            clock = steps.get(self.calls, reset + 60 * (self.calls - 5))
+            return {"clock": float(clock), "temp": float(self.calls)}
+
+    with BackgroundSimulator(PlcSimulator(plant, Resetting())):
+        result, store = poll(engine, plant, tmp_path, duration=2.0, interval=0.2)
+    qualities = [r.quality for r in sorted(store.handed, key=lambda r: r.value)]
+    assert len(qualities) >= 8
+    good, bad = "good", "bad_clock"
+    # The one-off step back is flagged and forgotten; the reset is accepted on its third poll.
+    assert qualities[:7] == [good, good, bad, good, bad, bad, good]
+    assert set(qualities[7:]) == {good}
+    stamps = {int(r.value): r.ts.timestamp() for r in store.handed if r.quality == good}
+    assert stamps[7] == reset + 120 and stamps[8] == reset + 180  # stamped by the new clock
+    with engine.connect() as conn:
+        gaps = conn.execute(
+            sa.select(ingest_gaps).where(ingest_gaps.c.reason == "clock_backwards")
+        ).all()
+    assert len(gaps) == 2  # the step back; the reset, from its first poll to its acceptance
+    step, reset_gap = sorted(gaps, key=lambda g: _utc(g.gap_start))
+    assert _utc(step.gap_start) == _utc(step.gap_end)
+    assert _utc(reset_gap.gap_end) > _utc(reset_gap.gap_start)
+    assert "taken as reset" in reset_gap.detail and "taken" not in step.detail
+    assert len(stored(engine)) == len(store.handed)
+    assert result.devices_ok == ["d"]
