@@ -288,7 +288,7 @@ def load_plant(
     named = {section: _ids_named(data.get(section)) for section in ("connections", "devices")}
 
     resolved_connections = _check_connections(out, connections, default_host, default_port)
-    resolved_devices = _check_devices(out, devices, named["connections"])
+    resolved_devices = _check_devices(out, devices, named["connections"], resolved_connections)
     resolved_points = _check_points(out, points, devices, named)
     if out.issues:
         out.issues.sort(key=lambda issue: (issue.line or 0, issue.field))
@@ -378,10 +378,14 @@ def _check_connections(
 
 
 def _check_devices(
-    out: _Collector, devices: list[tuple[int, DeviceSpec]], known_connections: set[str]
+    out: _Collector,
+    devices: list[tuple[int, DeviceSpec]],
+    known_connections: set[str],
+    connections: dict[str, Connection],
 ) -> dict[str, Device]:
     resolved: dict[str, Device] = {}
-    units: dict[tuple[str, int], str] = {}
+    # A unit is one per endpoint (host and port), whichever connection entry reaches it.
+    units: dict[tuple[str, int] | tuple[str, int, int], tuple[str, str]] = {}
     for index, spec in devices:
         path: PathKey = ("devices", index)
         if spec.id in resolved:
@@ -389,15 +393,28 @@ def _check_devices(
             continue
         if spec.connection not in known_connections:
             out.add((*path, "connection"), f"unknown connection {spec.connection!r}", spec.id)
-        other = units.get((spec.connection, spec.unit_id))
-        if other is not None:
-            out.add(
-                (*path, "unit_id"),
-                f"unit {spec.unit_id} on connection {spec.connection!r} "
-                f"is already device {other!r}",
-                spec.id,
-            )
-        units[(spec.connection, spec.unit_id)] = spec.id
+        endpoint = connections.get(spec.connection)
+        unit_key: tuple[str, int] | tuple[str, int, int] = (
+            (endpoint.host, endpoint.port, spec.unit_id)
+            if endpoint is not None
+            else (spec.connection, spec.unit_id)
+        )
+        if (seen := units.get(unit_key)) is not None:
+            other, other_connection = seen
+            if other_connection == spec.connection:
+                message = (
+                    f"unit {spec.unit_id} on connection {spec.connection!r} "
+                    f"is already device {other!r}"
+                )
+            else:
+                where = f"{endpoint.host}:{endpoint.port}" if endpoint else spec.connection
+                message = (
+                    f"unit {spec.unit_id} on {where} is already device {other!r}: connections "
+                    f"{other_connection!r} and {spec.connection!r} are the same host and port, "
+                    "so both would read one unit"
+                )
+            out.add((*path, "unit_id"), message, spec.id)
+        units[unit_key] = (spec.id, spec.connection)
         for range_index, (start, end) in enumerate(spec.unreadable):
             if not spec.address_base <= start <= end <= MAX_ADDRESS + spec.address_base:
                 out.add(

@@ -231,3 +231,47 @@ points:
     assert any(
         f[1] == "devices[1].unit_id (press2)" and "already device 'press'" in f[2] for f in found
     )
+
+
+def test_one_unit_behind_two_connection_entries_is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+connections:
+  - {id: gw, host: 10.0.0.5, port: 502}
+  - {id: gw_again, host: 10.0.0.5, port: 502, timeout_s: 3}
+  - {id: other_port, host: 10.0.0.5, port: 503}
+devices:
+  - {id: press, connection: gw, unit_id: 7}
+  - {id: lathe, connection: gw_again, unit_id: 8}
+  - {id: press_twin, connection: gw_again, unit_id: 7}  # E-same-unit
+  - {id: drill, connection: other_port, unit_id: 7}
+points:
+  - {device: press, name: a, kind: input, address: 1, type: int16}
+""",
+    )
+    assert issues_of(path) == [
+        (
+            line_of(path, "E-same-unit"),
+            "devices[2].unit_id (press_twin)",
+            "unit 7 on 10.0.0.5:502 is already device 'press': connections 'gw' and 'gw_again' "
+            "are the same host and port, so both would read one unit",
+        )
+    ]
+
+
+def test_connections_without_host_and_port_share_the_default_endpoint(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+connections: [{id: a}, {id: b}]
+devices:
+  - {id: one, connection: a, unit_id: 1}
+  - {id: two, connection: b, unit_id: 1}
+points:
+  - {device: one, name: p, kind: input, address: 0, type: int16}
+""",
+    )
+    [(_, field, message)] = issues_of(path)
+    assert field == "devices[1].unit_id (two)"
+    assert message.startswith("unit 1 on 127.0.0.1:502 is already device 'one'")
