@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
 from pdm_orchestration.definitions import defs
@@ -67,6 +68,41 @@ def test_schedule_polls_every_minute_one_session_at_a_time() -> None:
     assert job.tags["pdm/ingest"] == "session"
     assert plc_readings.op.pool == "plc"
     assert dg.AssetKey("device_registry") in plc_readings.asset_deps[dg.AssetKey("plc_readings")]
+
+
+def test_schedule_skips_a_tick_while_a_session_is_queued_or_running(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Creating a run resolves the job's resource config, which comes from these.
+    for name, value in {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'pdm.db'}",
+        "PDM_PLANT_FILE": str(EXAMPLE_PLANT),
+        "PLC_HOST": "127.0.0.1",
+        "PLC_PORT": "5020",
+        "PLC_POLL_INTERVAL_SECONDS": "10",
+        "PDM_HOME": str(tmp_path),
+    }.items():
+        monkeypatch.setenv(name, value)
+    job = defs().resolve_job_def("ingest_plc_readings")
+    # A schedule context needs an instance it can reference (an ephemeral one has none).
+    with dg.instance_for_test() as instance:
+
+        def tick() -> dg.RunRequest | dg.SkipReason:
+            with dg.build_schedule_context(instance=instance) as context:
+                return plc_readings_every_minute(context)  # type: ignore[return-value]
+
+        assert isinstance(tick(), dg.RunRequest)
+        # (a QUEUED run needs a code location origin; NOT_STARTED and STARTED can be made here)
+        for status in (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTED):
+            run = instance.create_run_for_job(job_def=job, status=status)
+            skipped = tick()
+            assert isinstance(skipped, dg.SkipReason) and skipped.skip_message is not None
+            word = status.value.lower().replace("_", " ")
+            assert (
+                f"run {run.run_id} of ingest_plc_readings is still {word}" in skipped.skip_message
+            )
+            instance.report_run_canceled(run)  # finished: it no longer holds the schedule up
+        assert isinstance(tick(), dg.RunRequest)
 
 
 def test_collector_sensor_reports_new_readings_once(db_url: str) -> None:
