@@ -79,8 +79,18 @@ def _parse_start(value: str | None) -> datetime | None:
     show_default=True,
     help="Simulated seconds per real second (1440: a day per minute).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same plant life.")
-@click.option("--start", default=None, help="Simulated start time, ISO (default: now).")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the plant life: the same --seed and --start give the same plant life.",
+)
+@click.option(
+    "--start",
+    default=None,
+    help="Simulated start time, ISO (default: now, so runs without it differ whatever the seed).",
+)
 @click.option(
     "--duration",
     type=click.FloatRange(min=0.1),
