@@ -3,7 +3,8 @@
 Put in front of the simulator (or any server), it forwards bytes both ways and, as configured,
 closes a client's connection after a number of requests (`drop_after`), or when the client sent
 nothing for `idle_close_s` seconds, the way many gateways close idle sockets. It can also refuse
-all new connections while `refusing` is set (a device or server that is away).
+all new connections while `refusing` is set (a device or server that is away), and stop forwarding
+without closing anything between `hold()` and `release()` (a hung server, a black-holed route).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class FaultProxy:
         self.drop_after = drop_after
         self.idle_close_s = idle_close_s
         self.refusing = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.connections = 0
         self.dropped = 0
         self._server: asyncio.Server | None = None
@@ -40,6 +43,14 @@ class FaultProxy:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
+
+    def hold(self) -> None:
+        """Stop forwarding, both ways, keeping every connection open (call on the proxy's loop)."""
+        self._flowing.clear()
+
+    def release(self) -> None:
+        """Forward again, what was held first (call on the proxy's loop)."""
+        self._flowing.set()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -76,6 +87,7 @@ class FaultProxy:
                 if self.drop_after is not None and requests > self.drop_after:
                     self.dropped += 1
                     break
+                await self._flowing.wait()
                 up_writer.write(data)
                 await up_writer.drain()
         except (ConnectionError, OSError):
@@ -88,9 +100,9 @@ class FaultProxy:
                 with contextlib.suppress(ConnectionError, OSError):
                     await stream.wait_closed()
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()

@@ -4,12 +4,15 @@ The same core serves `pdm-orch ingest --once` and the `plc_readings` asset (a bo
 `pdm-orch collect` (a session without end, for sub-minute sampling). Batches are written by a task
 of their own, in a worker thread, so database writes overlap the Modbus reads; a batch the
 database cannot take goes to the local spool and is forwarded when the database is back.
+Polling never waits for the database: while the writer is behind (a slow or hung database, its
+queue full), batches go straight to the spool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +52,7 @@ class IngestStore:
         self.spool = spool
         self.stats = StoreStats()
         self.ids = self._registry_ids(engine, plant)
+        self._stats_lock = threading.Lock()  # the writer thread and the spooling one count
 
     @staticmethod
     def _registry_ids(engine: Engine, plant: Plant) -> dict[tuple[str, str], tuple[int, int]]:
@@ -98,15 +102,27 @@ class IngestStore:
         rows, gap_rows = self.rows(readings), self.gap_rows(gaps)
         try:
             if self.spool.pending():
-                self.stats.forwarded += self.spool.drain(self.writer.write)
-            self.stats.written += self.writer.write(rows, gap_rows)
-            self.stats.gaps += len(gap_rows)
+                forwarded = self.spool.drain(self.writer.write)
+                with self._stats_lock:
+                    self.stats.forwarded += forwarded
+            written = self.writer.write(rows, gap_rows)
+            with self._stats_lock:
+                self.stats.written += written
+                self.stats.gaps += len(gap_rows)
         except sa.exc.DBAPIError as exc:
-            self.stats.write_errors += 1
             self.spool.append(rows, gap_rows)
-            self.stats.spooled += len(rows)
+            with self._stats_lock:
+                self.stats.write_errors += 1
+                self.stats.spooled += len(rows)
             first = str(exc.orig or exc).strip().splitlines()[0]
             log.warning("database unavailable (%s): %d readings spooled", first, len(rows))
+
+    def spool_batch(self, readings: list[Reading], gaps: list[Gap]) -> None:
+        """Keep a batch in the spool without asking the database (the writer is behind)."""
+        rows = self.rows(readings)
+        self.spool.append(rows, self.gap_rows(gaps))
+        with self._stats_lock:
+            self.stats.spooled += len(rows)
 
     def flush_spool(self) -> None:
         """Forward whatever the spool holds (raises when the database is still away)."""
@@ -163,10 +179,27 @@ async def run_session(
     stop = stop or asyncio.Event()
     stats = PollStats()
     queue: asyncio.Queue[tuple[list[Reading], list[Gap]] | None] = asyncio.Queue(maxsize=64)
+    behind = False
 
     async def emit(readings: list[Reading], gaps: list[Gap]) -> None:
-        if readings or gaps:
-            await queue.put((readings, gaps))
+        nonlocal behind
+        if not (readings or gaps):
+            return
+        try:
+            queue.put_nowait((readings, gaps))
+        except asyncio.QueueFull:
+            # The writer is behind (the database is slow or hung): polling never waits for it.
+            if not behind:
+                log.warning(
+                    "database writes are %d batches behind: new batches go to the spool",
+                    queue.qsize(),
+                )
+                behind = True
+            await asyncio.to_thread(store.spool_batch, readings, gaps)
+            return
+        if behind and queue.qsize() <= queue.maxsize // 2:
+            log.info("database writes caught up: batches are written again")
+            behind = False
 
     async def write_batches() -> None:
         while (batch := await queue.get()) is not None:

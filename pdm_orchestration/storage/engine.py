@@ -7,6 +7,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
+CONNECT_TIMEOUT_S = 10  # PostgreSQL (psycopg2): seconds to wait for a connection
+
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine for `url`. SQLite files get their folder created, WAL and foreign keys on."""
@@ -20,7 +22,12 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if parsed.drivername == "postgresql":
         # Say the driver: psycopg2 is what COPY and dagster-postgres use here.
         parsed = parsed.set(drivername="postgresql+psycopg2")
-    return sa.create_engine(parsed, echo=echo, pool_pre_ping=True)
+    connect_args = {}
+    if parsed.drivername == "postgresql+psycopg2" and "connect_timeout" not in parsed.query:
+        # A server that does not answer (black-holed, half-down) fails a connect instead of
+        # hanging it; `?connect_timeout=N` in the URL says otherwise.
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    return sa.create_engine(parsed, echo=echo, pool_pre_ping=True, connect_args=connect_args)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

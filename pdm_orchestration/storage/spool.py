@@ -68,21 +68,27 @@ class Spool:
         return int(readings + gaps)
 
     def drain(self, write: Writer, batch_size: int = 50_000) -> int:
-        """Hand everything spooled to `write`, oldest first; return the readings handed over.
+        """Hand what was spooled when called to `write`, oldest first; return the readings
+        handed over.
 
         A batch is deleted from the spool only after `write` returned, so an error (the database
-        gone again) leaves it in place for the next drain.
+        gone again) leaves it in place for the next drain. Batches spooled meanwhile wait for the
+        next drain: a spool filled as fast as it drains cannot keep this from returning.
         """
         moved = 0
+        with self._lock:
+            last_row = self._db.execute("SELECT coalesce(max(seq), 0) FROM readings").fetchone()[0]
+            last_gap = self._db.execute("SELECT coalesce(max(seq), 0) FROM gaps").fetchone()[0]
         while True:
             with self._lock:
                 rows = self._db.execute(
                     "SELECT seq, device_id, sensor, ts, value, quality, register_map_id, "
-                    "value_text FROM readings ORDER BY seq LIMIT ?",
-                    (batch_size,),
+                    "value_text FROM readings WHERE seq <= ? ORDER BY seq LIMIT ?",
+                    (last_row, batch_size),
                 ).fetchall()
                 gaps = self._db.execute(
-                    "SELECT seq, gap FROM gaps ORDER BY seq LIMIT ?", (batch_size,)
+                    "SELECT seq, gap FROM gaps WHERE seq <= ? ORDER BY seq LIMIT ?",
+                    (last_gap, batch_size),
                 ).fetchall()
             if not rows and not gaps:
                 return moved

@@ -1,16 +1,20 @@
 """Polling sessions against the real pymodbus simulator, into the real databases."""
 
 import asyncio
+import contextlib
 import math
+import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 from pdm_orchestration.modbus.faults import FaultProxy
 from pdm_orchestration.modbus.machines import PlantSimulation
@@ -24,7 +28,9 @@ from pdm_orchestration.modbus.simulator import (
     ValueSource,
 )
 from pdm_orchestration.plant.registry import apply_plant
-from pdm_orchestration.storage.engine import make_engine
+from pdm_orchestration.storage import migrate
+from pdm_orchestration.storage.engine import CONNECT_TIMEOUT_S, make_engine
+from pdm_orchestration.storage.readings import ReadingRow
 from pdm_orchestration.storage.schema import devices, ingest_gaps, sensor_readings
 from pdm_orchestration.storage.spool import Spool
 from pdm_orchestration_tests.conftest import EXAMPLE_PLANT
@@ -44,6 +50,25 @@ class Recorder(IngestStore):
     def write(self, readings, gaps) -> None:  # type: ignore[no-untyped-def]
         self.handed.extend(readings)
         super().write(readings, gaps)
+
+    def spool_batch(self, readings, gaps) -> None:  # type: ignore[no-untyped-def]
+        self.handed.extend(readings)
+        super().spool_batch(readings, gaps)
+
+
+@contextlib.contextmanager
+def running(proxy: FaultProxy) -> Iterator[asyncio.AbstractEventLoop]:
+    """The proxy serving on an event loop of its own thread (call its methods on that loop)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(proxy.start(), loop).result()
+    try:
+        yield loop
+    finally:
+        asyncio.run_coroutine_threadsafe(proxy.stop(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
 
 
 def two_lines(tmp_path: Path, **ports: int):
@@ -236,17 +261,8 @@ def test_idle_closing_device_and_dropped_connections_are_read_anyway(
         FaultProxy(proxy_port, server_port, idle_close_s=0.15),
         FaultProxy(proxy_port, server_port, drop_after=2),
     ):
-        with BackgroundSimulator(live(served)) as sim:
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, daemon=True)
-            thread.start()
-            asyncio.run_coroutine_threadsafe(proxy.start(), loop).result()
-            try:
-                _result, store = poll(engine, polled, tmp_path, duration=1.3, interval=0.3)
-            finally:
-                asyncio.run_coroutine_threadsafe(proxy.stop(), loop).result()
-                loop.call_soon_threadsafe(loop.stop)
-                thread.join()
+        with BackgroundSimulator(live(served)) as sim, running(proxy):
+            _result, store = poll(engine, polled, tmp_path, duration=1.3, interval=0.3)
         qualities = Counter(r.quality for r in store.handed if r.device in ("pump_a", "motor_a"))
         assert proxy.dropped >= 2
         assert proxy.connections >= 3  # the poller reconnected after each drop
@@ -319,8 +335,6 @@ def test_database_outage_mid_session_loses_and_duplicates_nothing(
 ) -> None:
     url = pg_server.create_database()
     engine = make_engine(url)
-    from pdm_orchestration.storage import migrate
-
     migrate.upgrade(engine)
     name = engine.url.database
     plant, _, _ = two_lines(tmp_path)
@@ -506,3 +520,88 @@ points:
     assert "taken as reset" in reset_gap.detail and "taken" not in step.detail
     assert len(stored(engine)) == len(store.handed)
     assert result.devices_ok == ["d"]
+
+
+@pytest.mark.postgres
+def test_a_hung_database_never_stalls_polling_and_loses_nothing(pg_server, tmp_path: Path) -> None:
+    url = make_url(pg_server.create_database())
+    direct = make_engine(url.render_as_string(hide_password=False))
+    migrate.upgrade(direct)
+    # PostgreSQL behind a proxy that, for 4 s, forwards nothing while keeping the connection open.
+    proxy_port = free_port()
+    proxy = FaultProxy(proxy_port, url.port or 5432, target_host=url.host or "127.0.0.1")
+    engine = make_engine(url.set(port=proxy_port).render_as_string(hide_password=False))
+    plant = shared_gateway(tmp_path, free_port(), 4, timeout_s=0.5, retries=0)
+    interval = 0.02  # 50 batches a second: the writer's queue of 64 is full 1.3 s into the hang
+    with BackgroundSimulator(PlcSimulator(plant, PerDevice(plant))), running(proxy) as loop:
+        apply_plant(engine, plant)
+
+        def hang() -> None:
+            time.sleep(1.5)
+            loop.call_soon_threadsafe(proxy.hold)
+            time.sleep(4.0)
+            loop.call_soon_threadsafe(proxy.release)
+
+        hung = threading.Thread(target=hang)
+        hung.start()
+        result, store = poll(engine, plant, tmp_path, duration=7.0, interval=interval)
+        hung.join()
+    # Polling kept its pace: these devices have no clock, readings carry the time of the response.
+    for device in plant.devices:
+        times = sorted({r.ts for r in store.handed if r.device == device and r.sensor == "a"})
+        pauses = [(b - a).total_seconds() for a, b in pairwise(times)]
+        assert max(pauses) < 0.5, f"{device} was not polled for {max(pauses):.1f} s"
+    assert result.poll.cycles >= 0.5 * 7.0 / interval
+    assert {r.quality for r in store.handed} == {"good"}
+    assert result.store.spooled > 0, "the hang should have sent batches to the spool"
+    assert result.store.forwarded == result.store.spooled and result.spool_pending == 0
+    keys = [(r.device, r.sensor, r.ts) for r in stored(direct)]
+    assert len(keys) == len(set(keys))  # 0 duplicated
+    assert set(keys) == {(r.device, r.sensor, r.ts) for r in store.handed}  # 0 lost
+    engine.dispose()
+    direct.dispose()
+    pg_server.drop_database(url.render_as_string(hide_password=False))
+
+
+@pytest.mark.postgres
+def test_a_black_holed_database_fails_a_connect_instead_of_hanging() -> None:
+    outcome: list[BaseException] = []
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen()  # the kernel accepts; nothing ever answers
+        engine = make_engine(f"postgresql://postgres@127.0.0.1:{hole.getsockname()[1]}/pdm")
+        asked: dict[str, object] = {}
+        sa.event.listen(engine, "do_connect", lambda _d, _r, _a, params: asked.update(params))
+
+        def connect() -> None:
+            try:
+                engine.connect()
+            except sa.exc.OperationalError as exc:
+                outcome.append(exc)
+
+        trying = threading.Thread(target=connect, daemon=True)
+        trying.start()
+        trying.join(timeout=CONNECT_TIMEOUT_S + 5)
+        hanging = trying.is_alive()
+    assert not hanging, "the connect hung on a server that does not answer"
+    assert asked["connect_timeout"] == CONNECT_TIMEOUT_S
+    assert outcome and "timeout expired" in str(outcome[0])
+    engine.dispose()
+
+
+def test_a_drain_forwards_what_was_spooled_when_it_began(tmp_path: Path) -> None:
+    # Batches spooled while the writer is behind keep coming during a drain; it must still return.
+    spool = Spool(tmp_path / "spool.sqlite3")
+    row = ReadingRow(1, "a", datetime(2026, 1, 1, tzinfo=UTC), 1.0, "good", 1, None)
+    spool.append([row] * 3, [])
+    handed: list[int] = []
+
+    def write(rows, gaps) -> None:  # type: ignore[no-untyped-def]
+        handed.append(len(rows))
+        if len(handed) < 50:  # (a drain that took these too would take 50 turns, not 2)
+            spool.append([row] * 2, [])  # what the poller spooled meanwhile
+
+    assert spool.drain(write, batch_size=2) == 3
+    assert handed == [2, 1]
+    assert spool.pending() == 4  # for the next drain
+    spool.close()
