@@ -76,6 +76,59 @@ def test_ingest_with_no_plc_fails_but_records_why(env: dict[str, str], clean_env
     )
 
 
+def test_ingest_with_the_database_away_and_no_cached_registry_says_so_in_one_line(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on this port: the database refuses, and no session ever cached the registry.
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{free_port()}/pdm")
+    result = CliRunner().invoke(main, ["ingest", "--once", "--duration", "0.5"])
+    assert result.exit_code == 1
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: database unreachable (")
+    assert "Connection refused" in last
+    assert last.endswith(
+        "no cached registry matches "
+        + str(EXAMPLE_PLANT)
+        + ": nothing can be polled until the database is back"
+    )
+
+
+@pytest.mark.postgres
+def test_ingest_with_the_database_away_polls_on_the_cached_registry(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, pg_server
+) -> None:
+    url = pg_server.create_database()
+    name = make_engine(url).url.database
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert CliRunner().invoke(main, ["db", "upgrade"]).exit_code == 0
+    plant = load_plant(EXAMPLE_PLANT, default_port=int(env["PLC_PORT"]))
+    source = LiveSource(
+        PlantSimulation(plant, seed=1, start=datetime(2026, 6, 1, tzinfo=UTC)), 3600
+    )
+    ingest = ["ingest", "--once", "--duration", "0.8"]
+
+    def allow(allowed: bool) -> None:
+        with pg_server.admin.connect() as conn:
+            flag = "true" if allowed else "false"
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {flag}'))
+
+    with BackgroundSimulator(PlcSimulator(plant, source)):
+        assert CliRunner().invoke(main, ingest).exit_code == 0  # caches the registry's ids
+        allow(False)
+        try:
+            away = CliRunner().invoke(main, ingest)
+        finally:
+            allow(True)
+        back = CliRunner().invoke(main, ingest)
+    assert away.exit_code == 0, away.output
+    assert "the registry was not applied" in away.output
+    assert "devices ok 12, failed 0" in away.output and "written 0, spooled " in away.output
+    assert "wait in the spool for the database" in away.output
+    assert back.exit_code == 0, back.output
+    assert "forwarded 0;" not in back.output and "wait in the spool" not in back.output
+    pg_server.drop_database(url)
+
+
 def test_simulate_rejects_bad_options(env: dict[str, str], tmp_path: Path) -> None:
     bad_pair = CliRunner().invoke(main, ["simulate", "--slow-unit", "three"])
     assert bad_pair.exit_code == 2 and "'three' is not UNIT:VALUE" in bad_pair.output

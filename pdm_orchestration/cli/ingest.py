@@ -13,13 +13,13 @@ import click
 from pdm_orchestration.cli.base import CliError, engine_for, load_plant_or_fail, main, pass_settings
 from pdm_orchestration.modbus.poller import PollStats
 from pdm_orchestration.modbus.session import (
-    IngestStore,
+    RegistryUnavailable,
     SessionResult,
     StoreStats,
+    open_store,
     run_session,
     spool_path,
 )
-from pdm_orchestration.plant.registry import apply_plant
 from pdm_orchestration.settings import Settings
 from pdm_orchestration.storage.spool import Spool
 
@@ -65,11 +65,24 @@ def _progress() -> object:
 def run_polling(
     settings: Settings, plant_file: Path | None, duration: float | None, interval: float | None
 ) -> SessionResult:
-    """Apply the plant, then poll it (for `duration` seconds, or until SIGINT/SIGTERM)."""
+    """Apply the plant, then poll it (for `duration` seconds, or until SIGINT/SIGTERM).
+
+    With the database unreachable, the registry ids cached at the last start are used and every
+    reading is spooled (see `open_store`).
+    """
     plant = load_plant_or_fail(settings, plant_file)
     engine = engine_for(settings)
-    apply_plant(engine, plant)  # the registry matches the decoding used
-    store = IngestStore(engine, plant, Spool(spool_path(settings.pdm_home)))
+    spool = Spool(spool_path(settings.pdm_home))
+    try:
+        store = open_store(engine, plant, spool)
+    except RegistryUnavailable as exc:
+        spool.close()
+        engine.dispose()
+        raise CliError(str(exc)) from None
+    except BaseException:
+        spool.close()
+        engine.dispose()
+        raise
 
     async def go() -> SessionResult:
         stop = asyncio.Event()

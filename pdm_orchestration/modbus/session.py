@@ -6,16 +6,25 @@ of their own, in a worker thread, so database writes overlap the Modbus reads; a
 database cannot take goes to the local spool and is forwarded when the database is back.
 Polling never waits for the database: while the writer is behind (a slow or hung database, its
 queue full), batches go straight to the spool.
+
+A session starts by applying the plant to the registry (`open_store`); the ids the registry gave
+are cached next to the spool. When the database cannot be reached at the start, the session polls
+with the cached ids, provided they hold every point of the plant unchanged, and everything goes to
+the spool until the database is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -23,7 +32,8 @@ from sqlalchemy.engine import Engine
 
 from pdm_orchestration.modbus.planner import plan_plant
 from pdm_orchestration.modbus.poller import EndpointPoller, Gap, PollStats, Reading
-from pdm_orchestration.plant.config import Plant
+from pdm_orchestration.plant.config import Plant, Point
+from pdm_orchestration.plant.registry import apply_plant
 from pdm_orchestration.storage.readings import ReadingRow, ReadingWriter
 from pdm_orchestration.storage.schema import devices, plc_register_map
 from pdm_orchestration.storage.spool import Spool
@@ -31,8 +41,15 @@ from pdm_orchestration.storage.spool import Spool
 log = logging.getLogger(__name__)
 
 
+RegistryIds = dict[tuple[str, str], tuple[int, int]]  # (device, sensor) -> (device id, map id)
+
+
 class RegistryMismatch(RuntimeError):
     """The database's register map does not hold the plant's points (apply the plant first)."""
+
+
+class RegistryUnavailable(RuntimeError):
+    """The database cannot be reached and no cached registry holds the plant."""
 
 
 @dataclass
@@ -47,15 +64,19 @@ class StoreStats:
 class IngestStore:
     """Turns readings into rows (device and register-map ids) and stores them, or spools them."""
 
-    def __init__(self, engine: Engine, plant: Plant, spool: Spool) -> None:
+    def __init__(
+        self, engine: Engine, plant: Plant, spool: Spool, *, ids: RegistryIds | None = None
+    ) -> None:
+        """`ids`: the registry's ids for the plant's points (default: asked of the database)."""
         self.writer = ReadingWriter(engine)
         self.spool = spool
         self.stats = StoreStats()
-        self.ids = self._registry_ids(engine, plant)
+        self.registry_cached_at: str | None = None  # set when the ids came from the cache
+        self.ids = self._registry_ids(engine, plant) if ids is None else ids
         self._stats_lock = threading.Lock()  # the writer thread and the spooling one count
 
     @staticmethod
-    def _registry_ids(engine: Engine, plant: Plant) -> dict[tuple[str, str], tuple[int, int]]:
+    def _registry_ids(engine: Engine, plant: Plant) -> RegistryIds:
         query = (
             sa.select(
                 devices.c.name, plc_register_map.c.sensor, devices.c.id, plc_register_map.c.id
@@ -128,6 +149,96 @@ class IngestStore:
         """Forward whatever the spool holds (raises when the database is still away)."""
         if self.spool.pending():
             self.stats.forwarded += self.spool.drain(self.writer.write)
+
+
+class RegistryCache:
+    """The registry ids of the plant's points at the last start that reached the database.
+
+    A small JSON file next to the spool. Each point is kept with a fingerprint of its definition,
+    so a point changed in the plant file since (a new register-map version, once applied) does
+    not match; nor does a cache written for another database.
+    """
+
+    def __init__(self, path: Path, database: str) -> None:
+        self.path = path
+        self.database = database
+
+    def save(self, plant: Plant, ids: RegistryIds) -> None:
+        points = {
+            f"{p.device}/{p.sensor}": [*ids[(p.device, p.sensor)], _fingerprint(p)]
+            for p in plant.points
+        }
+        data = {
+            "database": self.database,
+            "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "plant": str(plant.source),
+            "points": points,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(partial, self.path)  # a crash leaves the old file or the new one
+
+    def ids_for(self, plant: Plant) -> tuple[RegistryIds, str] | None:
+        """The ids of every point of `plant` and when they were saved, or None if any is missing
+        or changed (or the cache is of another database, or there is none)."""
+        try:
+            data = json.loads(self.path.read_text())
+            if data["database"] != self.database:
+                return None
+            ids: RegistryIds = {}
+            for p in plant.points:
+                device_id, map_id, fingerprint = data["points"][f"{p.device}/{p.sensor}"]
+                if fingerprint != _fingerprint(p):
+                    return None
+                ids[(p.device, p.sensor)] = (int(device_id), int(map_id))
+            return ids, str(data["saved_at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+def _fingerprint(point: Point) -> str:
+    text = json.dumps(asdict(point), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def registry_cache_path(spool: Spool) -> Path:
+    return spool.path.with_name("registry.json")
+
+
+def open_store(engine: Engine, plant: Plant, spool: Spool) -> IngestStore:
+    """Apply `plant` to the registry and open the store a session writes through.
+
+    When the database cannot be reached, the store uses the ids cached at the last start that
+    reached it (every reading then goes to the spool until the database is back); without a
+    cache that holds the plant, `RegistryUnavailable` says so.
+    """
+    cache = RegistryCache(
+        registry_cache_path(spool), engine.url.render_as_string(hide_password=True)
+    )
+    try:
+        apply_plant(engine, plant)  # the registry matches the decoding used
+        store = IngestStore(engine, plant, spool)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        cached = cache.ids_for(plant)
+        if cached is None:
+            raise RegistryUnavailable(
+                f"database unreachable ({reason}) and no cached registry matches "
+                f"{plant.source}: nothing can be polled until the database is back"
+            ) from None
+        ids, saved_at = cached
+        log.warning(
+            "database unreachable (%s): the registry was not applied; polling with the "
+            "registry ids cached at %s, readings are spooled until the database is back",
+            reason,
+            saved_at,
+        )
+        store = IngestStore(engine, plant, spool, ids=ids)
+        store.registry_cached_at = saved_at
+        return store
+    cache.save(plant, store.ids)
+    return store
 
 
 @dataclass

@@ -62,6 +62,26 @@ def test_plc_readings_materializes_a_bounded_session(db_url: str, tmp_path: Path
     assert sim.function_codes <= {1, 2, 3, 4}
 
 
+def test_plc_readings_fails_in_one_line_when_the_database_is_away_and_nothing_is_cached(
+    tmp_path: Path,
+) -> None:
+    resources = {
+        "database": PostgresResource(database_url=f"postgresql://pdm@127.0.0.1:{free_port()}/x"),
+        "plant": PlantResource(
+            plant_file=str(EXAMPLE_PLANT),
+            plc_port=free_port(),
+            poll_interval_seconds="0.5",
+            pdm_home=str(tmp_path),
+        ),
+    }
+    result = dg.materialize([plc_readings], resources=resources, raise_on_error=False)
+    assert not result.success
+    failure = result.failure_data_for_node("plc_readings")
+    assert failure is not None and failure.user_failure_data is not None
+    text = failure.user_failure_data.description or ""
+    assert text.startswith("database unreachable (") and "no cached registry matches" in text
+
+
 def test_schedule_polls_every_minute_one_session_at_a_time() -> None:
     assert plc_readings_every_minute.cron_schedule == "* * * * *"
     job = defs().resolve_job_def("ingest_plc_readings")

@@ -19,7 +19,14 @@ from sqlalchemy.engine import Engine, make_url
 from pdm_orchestration.modbus.faults import FaultProxy
 from pdm_orchestration.modbus.machines import PlantSimulation
 from pdm_orchestration.modbus.poller import Reading
-from pdm_orchestration.modbus.session import IngestStore, RegistryMismatch, run_session
+from pdm_orchestration.modbus.session import (
+    IngestStore,
+    RegistryMismatch,
+    RegistryUnavailable,
+    open_store,
+    run_session,
+    spool_path,
+)
 from pdm_orchestration.modbus.simulator import (
     BackgroundSimulator,
     Faults,
@@ -605,3 +612,68 @@ def test_a_drain_forwards_what_was_spooled_when_it_began(tmp_path: Path) -> None
     assert handed == [2, 1]
     assert spool.pending() == 4  # for the next drain
     spool.close()
+
+
+def _allow_connections(pg_server, name: str, allowed: bool) -> None:  # type: ignore[no-untyped-def]
+    with pg_server.admin.connect() as conn:
+        conn.execute(
+            sa.text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(allowed).lower()}')
+        )
+        if not allowed:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"
+                ),
+                {"d": name},
+            )
+
+
+@pytest.mark.postgres
+def test_database_down_at_the_start_polls_on_the_cached_registry_and_spools(
+    pg_server, tmp_path: Path
+) -> None:
+    url = pg_server.create_database()
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    name = engine.url.database
+    plant, _, _ = two_lines(tmp_path)
+    changed = plant_from(
+        tmp_path,
+        (tmp_path / "plant.yaml").read_text().replace("scale: 0.1", "scale: 0.2", 1),
+        port=plant.connections["line_a"].port,
+        name="changed.yaml",
+    )
+
+    def session(duration: float):  # type: ignore[no-untyped-def]
+        spool = Spool(spool_path(tmp_path))
+        try:
+            store = open_store(engine, plant, spool)
+            result = asyncio.run(run_session(plant, store, duration_s=duration, interval_s=0.2))
+        finally:
+            spool.close()
+        return result, store
+
+    with BackgroundSimulator(live(plant)):
+        first, _ = session(0.6)  # the database is there: the registry's ids are cached
+        assert (tmp_path / "spool" / "registry.json").exists()
+        _allow_connections(pg_server, name, False)
+        engine.dispose()
+        try:
+            down, store = session(1.0)
+            with pytest.raises(RegistryUnavailable) as refused:
+                open_store(engine, changed, Spool(tmp_path / "other" / "spool.sqlite3"))
+        finally:
+            _allow_connections(pg_server, name, True)
+        back, _ = session(0.6)
+    assert store.registry_cached_at is not None
+    assert down.poll.readings > 0 and down.store.written == 0
+    assert down.store.spooled == down.poll.readings and down.spool_pending > 0
+    assert back.store.forwarded == down.store.spooled and back.spool_pending == 0
+    message = str(refused.value)
+    assert "database unreachable" in message and "no cached registry matches" in message
+    assert "\n" not in message
+    keys = [(r.device, r.sensor, r.ts) for r in stored(engine)]
+    assert len(keys) == len(set(keys))  # 0 duplicated
+    assert len(keys) == first.poll.readings + down.poll.readings + back.poll.readings  # 0 lost
+    engine.dispose()
+    pg_server.drop_database(url)

@@ -7,9 +7,13 @@ import dagster as dg
 from pydantic import Field
 
 from pdm_orchestration.defs.resources import PlantResource, PostgresResource
-from pdm_orchestration.modbus.session import IngestStore, run_session, spool_path
+from pdm_orchestration.modbus.session import (
+    RegistryUnavailable,
+    open_store,
+    run_session,
+    spool_path,
+)
 from pdm_orchestration.plant.config import PlantConfigError
-from pdm_orchestration.plant.registry import apply_plant
 from pdm_orchestration.storage.spool import Spool
 
 INGEST_POOL = "plc"
@@ -50,17 +54,26 @@ def plc_readings(
     """Readings of every PLC of the plant from one bounded polling session (Modbus TCP, read-only).
 
     Each value carries a quality code; spans that could not be read become `ingest_gaps` rows;
-    readings the database cannot take wait in the local spool and are forwarded later.
+    readings the database cannot take wait in the local spool and are forwarded later. With the
+    database unreachable at the start, the session polls with the registry ids cached at the last
+    start and spools everything.
     """
     try:
         parsed = plant.load()
     except PlantConfigError as exc:
         raise dg.Failure(description=str(exc)) from None
     engine = database.get_engine()
-    apply_plant(engine, parsed)
     spool = Spool(spool_path(Path(plant.pdm_home).resolve()))
     try:
-        store = IngestStore(engine, parsed, spool)
+        try:
+            store = open_store(engine, parsed, spool)
+        except RegistryUnavailable as exc:
+            raise dg.Failure(description=str(exc)) from None
+        if store.registry_cached_at is not None:
+            context.log.warning(
+                f"database unreachable: registry not applied, using the ids cached at "
+                f"{store.registry_cached_at}; readings are spooled"
+            )
         result = asyncio.run(
             run_session(
                 parsed,
@@ -89,5 +102,6 @@ def plc_readings(
             "latency_p50_ms": p50 if p50 is not None else float("nan"),
             "latency_p99_ms": p99 if p99 is not None else float("nan"),
             "duration_s": round(result.duration_s, 2),
+            "registry_applied": store.registry_cached_at is None,
         }
     )
