@@ -78,7 +78,7 @@ def build_features(
     ]
     for lo, hi in _chunks(spec, start, end):
         with engine.begin() as connection, _Writer(connection) as writer:
-            since = _look_back(connection, spec, lo)
+            since = _look_back(connection, spec, lo, hi)
             gaps = store.load_gaps(connection, since, hi)
             qualities = []
             for readings in _prefetched(engine, since, hi, groups, registry):
@@ -184,12 +184,14 @@ def _chunks(spec: WindowSpec, start: datetime, end: datetime) -> list[tuple[date
     return out
 
 
-def _look_back(connection, spec: WindowSpec, start: datetime) -> datetime:
-    """From when readings are needed so that windows ending after `start` are whole."""
+def _look_back(
+    connection, spec: WindowSpec, start: datetime, end: datetime | None = None
+) -> datetime:
+    """From when readings are needed so that windows ending in (start, end] are whole."""
     if spec.length is not None and spec.stride is not None:
         return start - spec.length - spec.stride  # one stride more: steps into the first bucket
     assert spec.samples is not None
-    earliest = store.sample_lookback(connection, start, spec.samples)
+    earliest = store.sample_lookback(connection, start, spec.samples, end)
     return min(earliest - timedelta(microseconds=1), start) if earliest is not None else start
 
 

@@ -223,17 +223,18 @@ def device_names(connection: sa.Connection) -> dict[int, str]:
     return dict(connection.execute(query).all())
 
 
-def sample_lookback(connection: sa.Connection, before: datetime, samples: int) -> datetime | None:
-    """The earliest time from which every device has `samples` readings of each sensor up to
-    `before` (None: no reading before it)."""
+def sample_lookback(
+    connection: sa.Connection, before: datetime, samples: int, until: datetime | None = None
+) -> datetime | None:
+    """The earliest time from which every device with readings in `(before, until]` (every device,
+    without `until`) has `samples` readings of each sensor up to `before` (None: no such reading).
+    """
     r = sensor_readings.c
-    sensors_per_device = dict(
-        connection.execute(
-            sa.select(r.device_id, sa.func.count(sa.distinct(r.sensor)))
-            .where(r.ts <= before)
-            .group_by(r.device_id)
-        ).all()
-    )
+    counted = sa.select(r.device_id, sa.func.count(sa.distinct(r.sensor))).where(r.ts <= before)
+    if until is not None:
+        recent = sa.select(r.device_id).where(r.ts > before, r.ts <= until).distinct()
+        counted = counted.where(r.device_id.in_(recent.scalar_subquery()))
+    sensors_per_device = dict(connection.execute(counted.group_by(r.device_id)).all())
     earliest: datetime | None = None
     for device_id, sensors in sensors_per_device.items():
         ts = connection.execute(
@@ -265,8 +266,7 @@ def device_windows(rows: pd.DataFrame, flags: pd.DataFrame, map_ids: pd.DataFram
         wide = part.set_index([*keys, "sensor"])[list(FEATURES)].unstack("sensor")
         wide.columns = [f"{sensor}__{feature}" for feature, sensor in wide.columns]
         wide = wide.reindex(sorted(wide.columns), axis=1)
-        text = wide.to_json(orient="records", lines=True, double_precision=10).splitlines()
-        frames.append(pd.DataFrame({"features": text}, index=wide.index))
+        frames.append(pd.DataFrame({"features": _exact_json(wide)}, index=wide.index))
     out = pd.concat(frames).sort_index()
     grouped = rows.groupby(keys)
     out["window_start"] = grouped["window_start"].min()
@@ -292,6 +292,16 @@ def device_windows(rows: pd.DataFrame, flags: pd.DataFrame, map_ids: pd.DataFram
     )
     out["register_map_ids"] = "[" + ids.reindex(out.index).fillna("") + "]"
     return out.reset_index()
+
+
+def _exact_json(wide: pd.DataFrame) -> list[str]:
+    """Each row as a JSON object whose numbers read back as the very same doubles (shortest
+    round-trip form; NaN becomes null): models trained on stored features see what was computed."""
+    values = wide.to_numpy(dtype=np.float64)
+    cells = values.astype(object)
+    cells[np.isnan(values)] = None
+    columns = list(wide.columns)
+    return [json.dumps(dict(zip(columns, row, strict=True))) for row in cells.tolist()]
 
 
 def quality_rows(rows: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:

@@ -84,9 +84,23 @@ class WindowSpec:
             return cls.of_samples(int(count))
         return cls.time(parse_duration(text, "window"), parse_duration(stride or "10min", "stride"))
 
+    @classmethod
+    def from_name(cls, name: str) -> WindowSpec:
+        """The spec a `name` names: '60min/10min' or '30samples'."""
+        window, _, stride = name.partition("/")
+        return cls.parse(window, stride or None)
+
     @property
     def by_samples(self) -> bool:
         return self.samples is not None
+
+    @property
+    def span(self) -> float:
+        """A window's length in the unit of its slopes: hours, or samples."""
+        if self.samples is not None:
+            return float(self.samples)
+        assert self.length is not None
+        return self.length.total_seconds() / 3600
 
     @property
     def buckets(self) -> int:
@@ -291,6 +305,11 @@ def compute_windows(
     slope[(cnt < 2) | ~(np.abs(denom) > 1e-12)] = np.nan
     jump_ratio[~np.isfinite(jump_ratio)] = np.nan
     empty = cnt == 0
+    mean = np.where(empty, np.nan, mean_v + r)
+    std = np.where(empty, np.nan, np.sqrt(var))
+    rms = np.where(empty, np.nan, np.sqrt(np.maximum(sum_sq, 0) / np.maximum(cnt, 1)))
+    if spec.by_samples:
+        mean, std, rms, slope = _sample_moments(b, m, si, bj)
     low_r, high_r = at(w_low), at(w_high)
     low_r[empty] = high_r[empty] = np.nan
     end_ns = at(b.end_ns)
@@ -305,13 +324,13 @@ def compute_windows(
             "window_start": pd.to_datetime(at(b.start_ns(m)), utc=True),
             "window_end": pd.to_datetime(end_ns, utc=True),
             "count": cnt.astype(np.int64),
-            "mean": np.where(empty, np.nan, mean_v + r),
-            "std": np.where(empty, np.nan, np.sqrt(var)),
+            "mean": mean,
+            "std": std,
             "min": low_r,
             "max": high_r,
             "last": at(w_last),
             "ptp": high_r - low_r,
-            "rms": np.where(empty, np.nan, np.sqrt(np.maximum(sum_sq, 0) / np.maximum(cnt, 1))),
+            "rms": rms,
             "slope": slope,
             "good_fraction": cnt / n_all,
             "readings": n_all.astype(np.int64),
@@ -498,6 +517,34 @@ class _Runs:
             ends = np.r_[self.starts[1:] - 1, len(self.flat) - 1]
             out[self.flat[ends]] = values[ends]
         return out
+
+
+def _sample_moments(
+    b: _Buckets, m: int, si: np.ndarray, bj: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, std, rms and slope of sample windows, each from its own m values alone.
+
+    Sums over buckets depend on where a build's range began (they are differences of running
+    sums, shifted by the first value loaded); these do not, so a window's features are the same
+    bit for bit however the range was cut, and the same as computed from the whole series at once.
+    """
+    grid = np.full((b.n_series, b.n_buckets + m - 1), np.nan)
+    good = b.good
+    grid[b.s[good], b.k[good] + m - 1] = b.values[good]
+    x = grid[si[:, None], bj[:, None] + np.arange(m)[None, :]]  # (windows, m), oldest first
+    valid = np.isfinite(x)
+    n = valid.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(valid, x, 0.0)
+        mean = values.sum(axis=1) / n
+        dev = np.where(valid, x - mean[:, None], 0.0)
+        std = np.sqrt((dev * dev).sum(axis=1) / n)
+        rms = np.sqrt((values * values).sum(axis=1) / n)
+        t = np.where(valid, np.arange(m, dtype=np.float64)[None, :], 0.0)
+        dt = np.where(valid, t - (t.sum(axis=1) / n)[:, None], 0.0)
+        slope = (dt * dev).sum(axis=1) / (dt * dt).sum(axis=1)
+    slope[n < 2] = np.nan
+    return mean, std, rms, slope
 
 
 def _series_time_order(code: np.ndarray, ts: np.ndarray) -> np.ndarray:

@@ -115,8 +115,10 @@ def _sqlite_params(frame: pd.DataFrame) -> list[tuple]:
         elif column.dtype == bool:
             out[name] = column.astype(int).to_numpy(dtype=object)
         else:
-            values = column.to_numpy(dtype=object)
+            values = column.to_numpy(dtype=object, copy=True)
             if column.dtype.kind == "f":
                 values[~np.isfinite(column.to_numpy(dtype=float))] = None
+            else:
+                values[pd.isna(values)] = None  # pandas' NA of nullable columns
             out[name] = values
     return list(zip(*out.values(), strict=True))
