@@ -1,6 +1,13 @@
 """The `pdm-orch` command. Each module of this package adds its commands to `main`."""
 
-from pdm_orchestration.cli import db, features, ingest, plant, simulate  # noqa: F401  (register commands)
+from pdm_orchestration.cli import (  # noqa: F401  (register commands)
+    db,
+    features,
+    ingest,
+    models,
+    plant,
+    simulate,
+)
 from pdm_orchestration.cli.base import main
 
 __all__ = ["main"]

@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy.engine import Engine
 
+from pdm_orchestration.models.tracking import ModelStore
 from pdm_orchestration.plant.config import Plant, load_plant
 from pdm_orchestration.settings import load_settings
 from pdm_orchestration.storage.engine import make_engine
@@ -62,6 +63,28 @@ class PlantResource(dg.ConfigurableResource):
         )
 
 
+class MlflowResource(dg.ConfigurableResource):
+    """The MLflow tracking store (and registry) the models live in.
+
+    Every MLflow run started through it is tagged with the Dagster run id, so a run in the MLflow
+    UI leads back to the Dagster run that made it (and the asset metadata links the other way).
+    """
+
+    tracking_uri: str
+    experiment: str = "pdm-orchestration"
+    model_prefix: str = "pdm"
+
+    def store(self) -> ModelStore:
+        # Relative SQLite paths are made absolute, as MLFLOW_TRACKING_URI is everywhere else.
+        uri = load_settings(mlflow_tracking_uri=self.tracking_uri).mlflow_tracking_uri
+        assert uri is not None
+        return ModelStore(uri, experiment=self.experiment, prefix=self.model_prefix)
+
+    @staticmethod
+    def run_tags(context: dg.AssetExecutionContext) -> dict[str, str]:
+        return {"dagster_run_id": context.run.run_id, "dagster_job": context.run.job_name}
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions(
@@ -74,5 +97,6 @@ def defs() -> dg.Definitions:
                 poll_interval_seconds=dg.EnvVar("PLC_POLL_INTERVAL_SECONDS"),
                 pdm_home=dg.EnvVar("PDM_HOME"),
             ),
+            "mlflow": MlflowResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
         }
     )

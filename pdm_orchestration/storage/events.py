@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -64,3 +65,19 @@ def record_events(engine: Engine, events: Iterable[MaintenanceEvent]) -> int:
         )
         result = connection.execute(statement.returning(maintenance_events.c.id), rows)
         return len(result.all())
+
+
+def load_events(connection: sa.Connection, until: datetime | None = None) -> pd.DataFrame:
+    """Every maintenance event (up to `until`): device_id, device, event_time (UTC), kind."""
+    e, d = maintenance_events.c, devices.c
+    query = sa.select(e.device_id, d.name.label("device"), e.event_time, e.kind).join(
+        devices, d.id == e.device_id
+    )
+    if until is not None:
+        query = query.where(e.event_time <= until)
+    frame = pd.DataFrame(
+        connection.execute(query.order_by(e.device_id, e.event_time)).all(),
+        columns=["device_id", "device", "event_time", "kind"],
+    )
+    frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True)
+    return frame

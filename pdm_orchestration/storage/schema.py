@@ -250,9 +250,9 @@ maintenance_predictions = sa.Table(
     sa.Column("mlflow_run_id", sa.Text),
     sa.Column("anomaly_score", sa.Float),
     sa.Column("failure_probability", sa.Float),
-    sa.Column("horizon_hours", sa.Float),
-    sa.Column("rul_estimate", sa.Float),
-    sa.Column("rul_unit", sa.Text),
+    sa.Column("horizon", sa.Float),  # in time_unit
+    sa.Column("rul_estimate", sa.Float),  # in time_unit
+    sa.Column("time_unit", sa.Text),  # "h" (time windows) or "samples" (sample windows)
     sa.Column("risk_level", sa.Text),
     sa.Column("status", sa.Text, nullable=False, server_default="scored"),
     sa.Column("top_sensors", Json),
