@@ -25,6 +25,7 @@ def test_every_sql_file_is_exercised() -> None:
         "current_register_map.sql",
         "readings_with_decoding.sql",
         "register_map_history.sql",
+        "prediction_lineage.sql",  # in models/test_scoring.py, which makes predictions
     }
     assert {p.name for p in SQL.glob("*.sql")} == exercised
 

@@ -30,6 +30,9 @@ class ModelConfig(dg.Config):
     validation_time: float = Field(default=0.2, ge=0, lt=1)
     sensors: list[str] | None = Field(default=None, description="default: every varying sensor")
     features: list[str] = Field(default=["last", "mean", "std", "slope"])
+    params: dict[str, float] = Field(
+        default={}, description="hyperparameters over the family's defaults, e.g. max_iter"
+    )
 
     def train_config(self, family: str) -> training.TrainConfig:
         spec_default = training.TrainConfig.for_family(family, self.window_spec, self.horizon)
@@ -45,6 +48,7 @@ class ModelConfig(dg.Config):
             labels=labels,
             sensors=tuple(self.sensors) if self.sensors else None,
             features=tuple(self.features),
+            params=dict(self.params),
         )
 
 

@@ -1,0 +1,57 @@
+"""`pdm-orch evaluate cmapss`: run-to-failure data through Modbus, the database and the models."""
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pdm_orchestration.cli import main
+from pdm_orchestration.modbus.replay import DatasetError
+from pdm_orchestration.models.evaluate import find_files
+
+MINI = Path(__file__).resolve().parents[1] / "data" / "cmapss-mini"
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_the_replayed_path_agrees_with_the_text_files(
+    database: str, tmp_path: Path, clean_env: Path, request: pytest.FixtureRequest
+) -> None:
+    options = [
+        "--workdir",
+        str(tmp_path / "work"),
+        "--port",
+        "5093" if database == "sqlite" else "5094",
+    ]
+    if database == "postgresql":
+        options += ["--database-url", request.getfixturevalue("fresh_pg_url")]
+    result = CliRunner().invoke(main, ["evaluate", "cmapss", str(MINI), *options])
+    assert result.exit_code == 0, result.output
+    last = result.output.strip().splitlines()[-1]
+    match = re.fullmatch(
+        r"RESULT rmse_capped=(\S+) rmse_raw=(\S+) mae=(\S+) phm08=(\S+) rmse_in_memory_capped=(\S+)",
+        last,
+    )
+    assert match, last
+    capped, raw, mae, phm08, in_memory = map(float, match.groups())
+    # Through Modbus (float32 registers), the database and the stored features, the model is
+    # the same one the text files give in memory.
+    assert abs(capped - in_memory) < 0.05
+    assert 0 < capped < 60 and raw >= 0 and mae > 0 and phm08 > 0
+    assert "6 test engines" in result.output and "8 engines" in result.output
+    assert "cycle 150 of" in result.output  # progress while it replays
+
+
+def test_a_folder_that_is_not_a_cmapss_subset(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="exactly one C-MAPSS subset"):
+        find_files(tmp_path)
+    for name in ("train_FD001.txt", "test_FD001.txt", "RUL_FD001.txt"):
+        shutil.copy(MINI / name, tmp_path / name)
+    assert find_files(tmp_path).subset == "FD001"
+    (tmp_path / "train_FD002.txt").write_text("")
+    assert find_files(tmp_path).subset == "FD001"  # FD002 is incomplete: ignored
+    result = CliRunner().invoke(main, ["evaluate", "cmapss", str(tmp_path / "missing")])
+    assert result.exit_code != 0 and "not a folder" in result.output
