@@ -68,13 +68,23 @@ class Settings(BaseSettings):
         default=None, description="MLflow tracking store; default: SQLite under PDM_HOME."
     )
     log_level: LogLevel = Field(default="INFO", description="Python logging level.")
+    alert_webhook_url: str | None = Field(
+        default=None, description="Where new alerts are POSTed as JSON (none: not sent)."
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("database_url", "mlflow_tracking_uri", mode="before")
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("not an http:// or https:// URL")
+        return value
+
+    @field_validator("database_url", "mlflow_tracking_uri", "alert_webhook_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -1,6 +1,7 @@
 """The `pdm-orch` command. Each module of this package adds its commands to `main`."""
 
 from pdm_orchestration.cli import (  # noqa: F401  (register commands)
+    alerts,
     db,
     features,
     ingest,

@@ -85,6 +85,14 @@ class MlflowResource(dg.ConfigurableResource):
         return {"dagster_run_id": context.run.run_id, "dagster_job": context.run.job_name}
 
 
+class AlertWebhookResource(dg.ConfigurableResource):
+    """Where alert notifications are POSTed (ALERT_WEBHOOK_URL; empty: nowhere)."""
+
+    url: str = ""
+    timeout_s: float = 5.0
+    attempts: int = 3
+
+
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions(
@@ -98,5 +106,6 @@ def defs() -> dg.Definitions:
                 pdm_home=dg.EnvVar("PDM_HOME"),
             ),
             "mlflow": MlflowResource(tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI")),
+            "webhook": AlertWebhookResource(url=dg.EnvVar("ALERT_WEBHOOK_URL")),
         }
     )

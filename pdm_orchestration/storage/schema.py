@@ -292,6 +292,8 @@ alerts = sa.Table(
     sa.Column("feedback", sa.Boolean),
     sa.Column("feedback_note", sa.Text),
     sa.Column("notified_at", Timestamp),
+    sa.Column("escalated_at", Timestamp),
+    sa.Column("resolved_by", sa.Text),  # "auto" when the risk fell back, else who resolved it
     sa.CheckConstraint(_in("status", ALERT_STATUSES), name="status"),
     sa.CheckConstraint(_in("severity", RISK_LEVELS), name="severity"),
     sa.Index("ix_alerts_device_id_opened_at", "device_id", "opened_at"),
@@ -303,4 +305,35 @@ alerts = sa.Table(
         postgresql_where=sa.text("status <> 'resolved'"),
         sqlite_where=sa.text("status <> 'resolved'"),
     ),
+)
+
+# Where the alert rules stand per device: the newest window judged and the run of windows at warn
+# or above (or at watch or below) that ends there; what makes opening and resolving hysteretic.
+alert_state = sa.Table(
+    "alert_state",
+    metadata,
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id"), primary_key=True),
+    sa.Column("last_window_end", Timestamp, nullable=False),
+    sa.Column("high_windows", sa.Integer, nullable=False),
+    sa.Column("low_windows", sa.Integer, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+NOTIFICATION_EVENTS = ("opened", "escalated", "resolved")
+
+# The outbox of alert notifications: written with the alert change, delivered to the webhook
+# later; `delivered_at` is set only once the receiver accepted it, so none is lost or sent again.
+alert_notifications = sa.Table(
+    "alert_notifications",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("alert_id", sa.Integer, sa.ForeignKey("alerts.id"), nullable=False),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("severity", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("delivered_at", Timestamp),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.CheckConstraint(_in("event", NOTIFICATION_EVENTS), name="event"),
+    sa.Index("ix_alert_notifications_delivered_at", "delivered_at"),
 )

@@ -23,6 +23,8 @@ TABLES = {
     "maintenance_predictions",
     "alerts",
     "sensor_quality",
+    "alert_state",
+    "alert_notifications",
 }
 
 

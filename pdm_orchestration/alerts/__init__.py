@@ -1,0 +1,1 @@
+"""Alerts from predictions: opened with hysteresis, escalated, resolved; and their notification."""
