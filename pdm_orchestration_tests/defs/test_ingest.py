@@ -1,5 +1,6 @@
 import json
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -156,3 +157,28 @@ def test_collector_sensor_reports_new_readings_once(db_url: str) -> None:
     assert second.asset_events[0].metadata["readings_written"].value == 1
     assert json.loads(second.cursor)["newest"] >= json.loads(first.cursor)["newest"]
     engine.dispose()
+
+
+def test_readings_of_dagsters_own_sessions_are_not_reported_again(db_url: str) -> None:
+    from pdm_orchestration.defs.ingest.sensors import new_readings
+
+    engine = make_engine(db_url)
+    writer = ReadingWriter(engine)
+
+    def write(second: int) -> None:
+        ts = datetime(2026, 5, 1, 0, 0, second, tzinfo=UTC)
+        writer.write([ReadingRow(1, "t", ts, 1.0, "good", None, None)])
+
+    write(0)
+    time.sleep(1.1)  # SQLite stamps arrival to the second
+    started = datetime.now(UTC)
+    write(1)  # written by an ingestion run, which reports it itself
+    ended = datetime.now(UTC)
+    time.sleep(1.1)
+    write(2)
+    engine.dispose()
+    database = PostgresResource(database_url=db_url)
+    assert new_readings(database, None)[0] == 3
+    margin = timedelta(milliseconds=500)
+    count, newest = new_readings(database, None, [(started - margin, ended + margin)])
+    assert count == 2 and newest is not None

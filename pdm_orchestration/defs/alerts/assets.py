@@ -20,6 +20,10 @@ class AlertConfig(dg.Config):
     kinds={"postgres"},
     owners=["team:pdm"],
     deps=["maintenance_predictions"],
+    # New predictions (of any hour) are judged; hours never scored do not hold it back.
+    automation_condition=dg.AutomationCondition.eager().without(
+        ~dg.AutomationCondition.any_deps_missing()
+    ),
     metadata={"dagster/table_name": "alerts"},
 )
 def device_alerts(

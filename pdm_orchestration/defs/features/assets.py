@@ -1,5 +1,7 @@
 """Feature windows per device, with the data-quality checks that decide what may be scored."""
 
+from datetime import UTC, datetime
+
 import dagster as dg
 from pydantic import Field
 
@@ -48,6 +50,8 @@ class FeatureConfig(dg.Config):
     deps=["plc_readings"],
     partitions_def=HOURLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    # New readings refresh the newest hour (automation, see defs/automation.py).
+    automation_condition=dg.AutomationCondition.eager(),
     metadata={"dagster/table_name": "feature_windows", "dagster/column_schema": FEATURES_SCHEMA},
     check_specs=[
         dg.AssetCheckSpec(
@@ -87,11 +91,15 @@ def feature_windows(
             f"({done.readings_per_s:,.0f} readings/s)"
         )
 
+    # The current hour fills while it is refreshed: no window that ends in the future.
+    end = min(window.end, datetime.now(UTC))
+    if end <= window.start:
+        raise dg.Failure(description=f"partition {context.partition_key} lies in the future")
     summary = build_features(
         database.get_engine(),
         spec,
         window.start,
-        window.end,
+        end,
         default_interval_s=plant.poll_interval_s,
         rules=rules,
         run_id=context.run.run_id,

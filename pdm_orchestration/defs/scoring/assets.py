@@ -1,5 +1,7 @@
 """Maintenance predictions per device and window, from the champion models (or another alias)."""
 
+from datetime import timedelta
+
 import dagster as dg
 from pydantic import Field
 
@@ -50,6 +52,14 @@ class ScoringConfig(dg.Config):
     deps=["feature_windows", *(f"{name}_champion" for name in FAMILIES)],
     partitions_def=HOURLY,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    # New feature windows rescore their hour; the champion assets are lineage, not triggers (with
+    # no model yet the built-in rules score, and a new champion scores from the next windows on).
+    automation_condition=dg.AutomationCondition.eager().ignore(
+        dg.AssetSelection.assets(*(f"{name}_champion" for name in FAMILIES))
+    ),
+    freshness_policy=dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=3), warn_window=timedelta(hours=1)
+    ),
     metadata={
         "dagster/table_name": "maintenance_predictions",
         "dagster/column_schema": PREDICTIONS_SCHEMA,

@@ -5,6 +5,8 @@ For each family: `<family>_model` trains and registers a challenger; its blockin
 moves the `champion` alias to it, and only runs when the check passed.
 """
 
+from datetime import timedelta
+
 import dagster as dg
 from pydantic import Field
 
@@ -61,6 +63,10 @@ def _model_asset(family: str) -> dg.AssetsDefinition:
         kinds={"mlflow", "scikit-learn"},
         owners=["team:pdm"],
         deps=["feature_windows"],
+        # Retrained weekly (retrain_models_weekly); a model older than two weeks is stale.
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(days=15), warn_window=timedelta(days=8)
+        ),
         description=(
             f"The {family} model ({definition.description}): trained on the stored feature "
             "windows and the labels maintenance_events give, validated on held-out devices and "
@@ -179,20 +185,30 @@ def _champion_asset(family: str) -> dg.AssetsDefinition:
     return champion_asset
 
 
+MODEL_ASSETS = [_model_asset(name) for name in FAMILIES]
+CHAMPION_ASSETS = [_champion_asset(name) for name in FAMILIES]
+GATES = [_gate(name) for name in FAMILIES]
+
 training_job = dg.define_asset_job(
     "retrain_models",
     selection=dg.AssetSelection.groups(GROUP),
     description="Train every family's challenger, judge it, and promote the winners.",
 )
 
+retrain_models_weekly = dg.ScheduleDefinition(
+    name="retrain_models_weekly",
+    job=training_job,
+    cron_schedule="0 3 * * 1",  # Mondays, 03:00 UTC
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
 
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions(
-        assets=[
-            *(_model_asset(name) for name in FAMILIES),
-            *(_champion_asset(name) for name in FAMILIES),
-        ],
-        asset_checks=[_gate(name) for name in FAMILIES],
+        assets=[*MODEL_ASSETS, *CHAMPION_ASSETS],
+        asset_checks=GATES,
         jobs=[training_job],
+        schedules=[retrain_models_weekly],
     )
