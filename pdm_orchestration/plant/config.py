@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from pdm_orchestration.plant.yamlsource import Located, PathKey, YamlSyntaxError, load_located
 from pdm_orchestration.storage.schema import BYTE_ORDERS, DATA_TYPES, REGISTER_KINDS
@@ -232,6 +233,26 @@ SECTIONS = ("connections", "devices", "points")
 SpecT = TypeVar("SpecT", bound=_Spec)
 
 
+@dataclass(frozen=True)
+class _Item(Generic[SpecT]):
+    """One item of a section, validated field by field.
+
+    `bad` names the fields that failed validation (their error is reported): on `spec` they hold
+    their default, or None where the field is required, so a check that reads one must first ask
+    `valid(...)`. Everything else on `spec` is what the file says. `name` is the item's `id` as
+    written, valid or not, so that others can still refer to it; `label` names it in messages.
+    """
+
+    index: int
+    spec: SpecT
+    bad: frozenset[str]
+    name: str | None
+    label: str | None
+
+    def valid(self, *field_names: str) -> bool:
+        return self.bad.isdisjoint(field_names)
+
+
 class _Collector:
     """Collects issues, naming each with its path and the line it is on."""
 
@@ -284,12 +305,13 @@ def load_plant(
     connections = _parse_section(out, data, "connections", ConnectionSpec)
     devices = _parse_section(out, data, "devices", DeviceSpec)
     points = _parse_section(out, data, "points", PointSpec)
-    # Ids of items that failed validation still exist: refer to them without a second error.
-    named = {section: _ids_named(data.get(section)) for section in ("connections", "devices")}
 
-    resolved_connections = _check_connections(out, connections, default_host, default_port)
-    resolved_devices = _check_devices(out, devices, named["connections"], resolved_connections)
-    resolved_points = _check_points(out, points, devices, named)
+    resolved_connections, endpoints = _check_connections(
+        out, connections, default_host, default_port
+    )
+    known_connections = {item.name for item in connections if item.name is not None}
+    resolved_devices = _check_devices(out, devices, known_connections, endpoints)
+    resolved_points = _check_points(out, points, devices)
     if out.issues:
         out.issues.sort(key=lambda issue: (issue.line or 0, issue.field))
         raise PlantConfigError(out.issues)
@@ -298,8 +320,12 @@ def load_plant(
 
 def _parse_section(
     out: _Collector, data: dict[str, Any], section: str, spec: type[SpecT]
-) -> list[tuple[int, SpecT]]:
-    """Validate each item of a section on its own, so one bad item hides no other problem."""
+) -> list[_Item[SpecT]]:
+    """Validate each item of a section on its own, so one bad item hides no other problem.
+
+    An item with field errors is kept with its valid fields (see `_Item`), so it still takes part
+    in the checks across items: its id stays known, its registers still occupy addresses.
+    """
     items = data.get(section)
     if items is None:
         if section != "connections" or "devices" in data:
@@ -308,30 +334,49 @@ def _parse_section(
     if not isinstance(items, list):
         out.add((section,), "must be a list")
         return []
-    parsed: list[tuple[int, SpecT]] = []
+    field_of = {info.alias or name: name for name, info in spec.model_fields.items()}
+    parsed: list[_Item[SpecT]] = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             out.add((section, index), "must be a mapping")
             continue
         label = _item_label(section, item)
+        name = str(item["id"]) if section != "points" and "id" in item else None
         try:
-            parsed.append((index, spec.model_validate(item)))
+            parsed.append(_Item(index, spec.model_validate(item), frozenset(), name, label))
+            continue
         except ValidationError as exc:
-            for error in exc.errors():
-                loc = tuple(error["loc"])
-                message = error["msg"]
-                if error["type"] == "extra_forbidden":
-                    message = "unknown field"
-                elif "input" in error and error["type"] != "missing":
-                    message = f"{message} (got {error['input']!r})"
-                out.add((section, index, *loc[:1]), message, label)
+            errors = exc.errors()
+        for error in errors:
+            loc = tuple(error["loc"])
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = "unknown field"
+            elif "input" in error and error["type"] != "missing":
+                message = f"{message} (got {error['input']!r})"
+            out.add((section, index, *loc[:1]), message, label)
+        failed = {error["loc"][0] for error in errors}
+        valid_part = {
+            key: value for key, value in item.items() if isinstance(key, str) and key not in failed
+        }
+        partial = _lenient(spec).model_validate(valid_part)
+        bad = frozenset(field_of.get(str(key), str(key)) for key in failed)
+        parsed.append(_Item(index, partial, bad, name, label))
     return parsed
 
 
-def _ids_named(items: object) -> set[str]:
-    if not isinstance(items, list):
-        return set()
-    return {str(item["id"]) for item in items if isinstance(item, dict) and "id" in item}
+@cache
+def _lenient(spec: type[SpecT]) -> type[SpecT]:
+    """`spec` with its required fields optional (None), to build an item from its valid fields.
+
+    Only fields that already passed `spec` reach it, so it needs none of their constraints.
+    """
+    optional: dict[str, Any] = {
+        name: (info.annotation | None, Field(default=None, alias=info.alias))
+        for name, info in spec.model_fields.items()
+        if info.is_required()
+    }
+    return cast(type[SpecT], create_model(f"Lenient{spec.__name__}", __base__=spec, **optional))
 
 
 def _item_label(section: str, item: dict[str, Any]) -> str | None:
@@ -343,25 +388,36 @@ def _item_label(section: str, item: dict[str, Any]) -> str | None:
 
 def _check_connections(
     out: _Collector,
-    connections: list[tuple[int, ConnectionSpec]],
+    connections: list[_Item[ConnectionSpec]],
     default_host: str,
     default_port: int,
-) -> dict[str, Connection]:
+) -> tuple[dict[str, Connection], dict[str, tuple[str, int]]]:
+    """The connections resolved, and the (host, port) of each whose host and port are valid."""
     resolved: dict[str, Connection] = {}
-    for index, spec in connections:
-        path: PathKey = ("connections", index)
-        if spec.id in resolved:
-            out.add((*path, "id"), f"duplicate connection id {spec.id!r}", spec.id)
-            continue
+    endpoints: dict[str, tuple[str, int]] = {}
+    seen: set[str] = set()
+    for item in connections:
+        spec, name = item.spec, item.name
+        path: PathKey = ("connections", item.index)
         low, high = spec.reconnect_backoff_s
-        if not 0 < low <= high:
+        if item.valid("reconnect_backoff_s") and not 0 < low <= high:
             out.add(
                 (*path, "reconnect_backoff_s"),
-                f"must be [min, max] with 0 < min <= max, got [{low}, {high}]",
-                spec.id,
+                f"must be [min, max] with 0 < min <= max, got [{low:g}, {high:g}]",
+                name,
             )
-        resolved[spec.id] = Connection(
-            name=spec.id,
+        if name is None:  # no id: reported as missing, and nothing can refer to it
+            continue
+        if name in seen:
+            out.add((*path, "id"), f"duplicate connection id {name!r}", name)
+            continue
+        seen.add(name)
+        if item.valid("host", "port"):
+            endpoints[name] = (spec.host or default_host, spec.port or default_port)
+        if item.bad:
+            continue  # the plant is not returned: nothing to resolve
+        resolved[name] = Connection(
+            name=name,
             host=spec.host or default_host,
             port=spec.port or default_port,
             timeout_s=spec.timeout_s,
@@ -374,57 +430,48 @@ def _check_connections(
             unit_fail_cycles=spec.unit_fail_cycles,
             unit_cooldown_s=spec.unit_cooldown_s,
         )
-    return resolved
+    return resolved, endpoints
 
 
 def _check_devices(
     out: _Collector,
-    devices: list[tuple[int, DeviceSpec]],
+    devices: list[_Item[DeviceSpec]],
     known_connections: set[str],
-    connections: dict[str, Connection],
+    endpoints: dict[str, tuple[str, int]],
 ) -> dict[str, Device]:
     resolved: dict[str, Device] = {}
-    # A unit is one per endpoint (host and port), whichever connection entry reaches it.
+    seen: set[str] = set()
+    # A unit is one per endpoint (host and port), whichever connection entry reaches it; by
+    # connection name where the endpoint is not known (an unknown connection, a bad port).
     units: dict[tuple[str, int] | tuple[str, int, int], tuple[str, str]] = {}
-    for index, spec in devices:
-        path: PathKey = ("devices", index)
-        if spec.id in resolved:
-            out.add((*path, "id"), f"duplicate device id {spec.id!r}", spec.id)
+    for item in devices:
+        spec, name = item.spec, item.name
+        path: PathKey = ("devices", item.index)
+        if item.valid("unreadable", "address_base"):
+            for range_index, (start, end) in enumerate(spec.unreadable):
+                if not spec.address_base <= start <= end <= MAX_ADDRESS + spec.address_base:
+                    out.add(
+                        (*path, "unreadable", range_index),
+                        f"must be [start, end] with {spec.address_base} <= start <= end <= "
+                        f"{MAX_ADDRESS + spec.address_base}, got [{start}, {end}]",
+                        name,
+                    )
+        if name is None:
+            continue
+        if name in seen:
+            out.add((*path, "id"), f"duplicate device id {name!r}", name)
+            continue
+        seen.add(name)
+        if not item.valid("connection"):
             continue
         if spec.connection not in known_connections:
-            out.add((*path, "connection"), f"unknown connection {spec.connection!r}", spec.id)
-        endpoint = connections.get(spec.connection)
-        unit_key: tuple[str, int] | tuple[str, int, int] = (
-            (endpoint.host, endpoint.port, spec.unit_id)
-            if endpoint is not None
-            else (spec.connection, spec.unit_id)
-        )
-        if (seen := units.get(unit_key)) is not None:
-            other, other_connection = seen
-            if other_connection == spec.connection:
-                message = (
-                    f"unit {spec.unit_id} on connection {spec.connection!r} "
-                    f"is already device {other!r}"
-                )
-            else:
-                where = f"{endpoint.host}:{endpoint.port}" if endpoint else spec.connection
-                message = (
-                    f"unit {spec.unit_id} on {where} is already device {other!r}: connections "
-                    f"{other_connection!r} and {spec.connection!r} are the same host and port, "
-                    "so both would read one unit"
-                )
-            out.add((*path, "unit_id"), message, spec.id)
-        units[unit_key] = (spec.id, spec.connection)
-        for range_index, (start, end) in enumerate(spec.unreadable):
-            if not spec.address_base <= start <= end <= MAX_ADDRESS + spec.address_base:
-                out.add(
-                    (*path, "unreadable", range_index),
-                    f"must be [start, end] with {spec.address_base} <= start <= end <= "
-                    f"{MAX_ADDRESS + spec.address_base}, got [{start}, {end}]",
-                    spec.id,
-                )
-        resolved[spec.id] = Device(
-            name=spec.id,
+            out.add((*path, "connection"), f"unknown connection {spec.connection!r}", name)
+        if item.valid("unit_id"):
+            _check_unit(out, item, endpoints, units)
+        if item.bad:
+            continue
+        resolved[name] = Device(
+            name=name,
             connection=spec.connection,
             unit_id=spec.unit_id,
             address_base=spec.address_base,
@@ -442,75 +489,109 @@ def _check_devices(
     return resolved
 
 
-def _point_shape_issues(spec: PointSpec) -> Iterator[tuple[str, str]]:
-    """(field, message) for a point whose fields contradict each other."""
-    if spec.kind in BIT_KINDS:
-        if spec.data_type != "bit":
-            yield "type", f"a {spec.kind} holds one bit: type must be 'bit', got {spec.data_type!r}"
+def _check_unit(
+    out: _Collector,
+    item: _Item[DeviceSpec],
+    endpoints: dict[str, tuple[str, int]],
+    units: dict[tuple[str, int] | tuple[str, int, int], tuple[str, str]],
+) -> None:
+    spec, name = item.spec, str(item.name)
+    endpoint = endpoints.get(spec.connection)
+    unit_key: tuple[str, int] | tuple[str, int, int] = (
+        (*endpoint, spec.unit_id) if endpoint is not None else (spec.connection, spec.unit_id)
+    )
+    if (seen := units.get(unit_key)) is not None:
+        other, other_connection = seen
+        if other_connection == spec.connection:
+            message = (
+                f"unit {spec.unit_id} on connection {spec.connection!r} is already device {other!r}"
+            )
+        else:
+            where = f"{endpoint[0]}:{endpoint[1]}" if endpoint else spec.connection
+            message = (
+                f"unit {spec.unit_id} on {where} is already device {other!r}: connections "
+                f"{other_connection!r} and {spec.connection!r} are the same host and port, "
+                "so both would read one unit"
+            )
+        out.add(("devices", item.index, "unit_id"), message, name)
+    units[unit_key] = (name, spec.connection)
+
+
+def _point_shape_issues(item: _Item[PointSpec]) -> Iterator[tuple[str, str]]:
+    """(field, message) for a point whose (valid) fields contradict each other."""
+    spec, valid = item.spec, item.valid
+    # kind and type are required: None when they failed. An invalid bit or length is None too,
+    # so the checks that object to one being given need no guard.
+    kind, data_type = spec.kind, spec.data_type
+    if kind in BIT_KINDS:
+        if data_type not in (None, "bit"):
+            yield "type", f"a {kind} holds one bit: type must be 'bit', got {data_type!r}"
         if spec.bit is not None:
-            yield "bit", f"a {spec.kind} is a single bit address; 'bit' applies to registers only"
-    elif spec.data_type == "bit" and spec.bit is None:
+            yield "bit", f"a {kind} is a single bit address; 'bit' applies to registers only"
+    elif kind is not None and data_type == "bit" and spec.bit is None and valid("bit"):
         yield "bit", "type 'bit' of a register needs 'bit' (0-15)"
-    if spec.data_type != "bit" and spec.bit is not None:
-        yield "bit", f"'bit' applies to type 'bit' only, not {spec.data_type!r}"
-    if spec.data_type == "string" and spec.length is None:
+    if data_type not in (None, "bit") and spec.bit is not None:
+        yield "bit", f"'bit' applies to type 'bit' only, not {data_type!r}"
+    if data_type == "string" and spec.length is None and valid("length"):
         yield "length", "type 'string' needs 'length' (number of registers, 2 characters each)"
-    if spec.data_type != "string" and spec.length is not None:
-        yield "length", f"'length' applies to type 'string' only, not {spec.data_type!r}"
-    if spec.scale == 0:
+    if data_type not in (None, "string") and spec.length is not None:
+        yield "length", f"'length' applies to type 'string' only, not {data_type!r}"
+    if valid("scale") and spec.scale == 0:
         yield "scale", "must not be 0 (every value would read as the offset)"
-    if spec.valid_range is not None and spec.valid_range[0] >= spec.valid_range[1]:
+    if valid("valid_range") and spec.valid_range is not None:
         low, high = spec.valid_range
-        yield "valid_range", f"must be [min, max] with min < max, got [{low}, {high}]"
-    if spec.role == "timestamp" and spec.data_type in ("string", "bit"):
-        yield "role", f"a timestamp must be numeric (epoch seconds), not {spec.data_type!r}"
+        if low >= high:
+            yield "valid_range", f"must be [min, max] with min < max, got [{low:g}, {high:g}]"
+    if valid("role") and spec.role == "timestamp" and data_type in ("string", "bit"):
+        yield "role", f"a timestamp must be numeric (epoch seconds), not {data_type!r}"
     for low_name, high_name in (("warn_low", "warn_high"), ("alarm_low", "alarm_high")):
         low, high = getattr(spec, low_name), getattr(spec, high_name)
-        if low is not None and high is not None and low >= high:
+        if valid(low_name, high_name) and low is not None and high is not None and low >= high:
             yield low_name, f"{low_name} ({low}) must be below {high_name} ({high})"
 
 
 def _check_points(
-    out: _Collector,
-    points: list[tuple[int, PointSpec]],
-    devices: list[tuple[int, DeviceSpec]],
-    named: dict[str, set[str]],
+    out: _Collector, points: list[_Item[PointSpec]], devices: list[_Item[DeviceSpec]]
 ) -> list[Point]:
-    device_specs = {spec.id: spec for _, spec in reversed(devices)}
+    device_items = {item.name: item for item in reversed(devices) if item.name is not None}
     resolved: list[Point] = []
     names: dict[tuple[str, str], int] = {}
     timestamps: dict[str, str] = {}
-    occupied: dict[tuple[str, str], list[tuple[int, int, int | None, str, int]]] = defaultdict(list)
-    for index, spec in points:
-        path: PathKey = ("points", index)
-        label = f"{spec.device}/{spec.name}"
-        problems = list(_point_shape_issues(spec))
+    occupied: dict[tuple[str, str], list[tuple[int, int, int | None, str]]] = defaultdict(list)
+    for item in points:
+        spec, valid = item.spec, item.valid
+        path: PathKey = ("points", item.index)
+        label = item.label
+        problems = list(_point_shape_issues(item))
         for field_name, message in problems:
             out.add((*path, field_name), message, label)
-        device = device_specs.get(spec.device)
-        if device is None:
-            if spec.device not in named["devices"]:
-                out.add((*path, "device"), f"unknown device {spec.device!r}", label)
+        if not valid("device"):
             continue
-        key = (spec.device, spec.name)
-        if key in names:
-            out.add(
-                (*path, "name"),
-                f"duplicate point: {spec.device!r} already has {spec.name!r} "
-                f"(points[{names[key]}])",
-                label,
-            )
+        device_item = device_items.get(spec.device)
+        if device_item is None:
+            out.add((*path, "device"), f"unknown device {spec.device!r}", label)
             continue
-        names[key] = index
-        group = spec.group or DEFAULT_GROUP
-        if spec.group is not None and spec.group not in device.groups:
+        device = device_item.spec
+        if valid("name"):
+            key = (spec.device, spec.name)
+            if key in names:
+                out.add(
+                    (*path, "name"),
+                    f"duplicate point: {spec.device!r} already has {spec.name!r} "
+                    f"(points[{names[key]}])",
+                    label,
+                )
+                continue
+            names[key] = item.index
+        grouped = valid("group") and device_item.valid("groups") and spec.group is not None
+        if grouped and spec.group not in device.groups:
             known = ", ".join(sorted(device.groups)) or "none"
             out.add(
                 (*path, "group"),
                 f"unknown group {spec.group!r} for device {spec.device!r} (groups: {known})",
                 label,
             )
-        if spec.role == "timestamp":
+        if valid("role", "name") and spec.role == "timestamp":
             if spec.device in timestamps:
                 out.add(
                     (*path, "role"),
@@ -519,9 +600,14 @@ def _check_points(
                     label,
                 )
             timestamps[spec.device] = spec.name
-        width = spec.length if spec.data_type == "string" else REGISTER_WIDTH[spec.data_type]
-        if spec.kind in BIT_KINDS:
-            width = 1
+        if not (
+            valid("kind", "data_type", "length", "bit", "address")
+            and device_item.valid("address_base")
+        ):
+            continue  # where its registers are is not known
+        width = _width(spec)
+        if width is None:  # a string without length, reported above
+            continue
         wire = spec.address - device.address_base
         if wire < 0:
             out.add(
@@ -529,8 +615,6 @@ def _check_points(
                 f"address {spec.address} is below the device's address_base {device.address_base}",
                 label,
             )
-            continue
-        if width is None:  # string without length, reported above
             continue
         if wire + width - 1 > MAX_ADDRESS:
             out.add(
@@ -541,30 +625,31 @@ def _check_points(
             )
             continue
         last = spec.address + width - 1
-        for start, end in device.unreadable:  # in the file's numbering, like spec.address
-            if spec.kind not in BIT_KINDS and spec.address <= end and last >= start:
-                out.add(
-                    (*path, "address"),
-                    f"registers {spec.address}..{last} fall in the device's "
-                    f"unreadable range [{start}, {end}]",
-                    label,
-                )
+        if device_item.valid("unreadable") and spec.kind not in BIT_KINDS:
+            for start, end in device.unreadable:  # in the file's numbering, like spec.address
+                if spec.address <= end and last >= start:
+                    out.add(
+                        (*path, "address"),
+                        f"registers {spec.address}..{last} fall in the device's "
+                        f"unreadable range [{start}, {end}]",
+                        label,
+                    )
         bit = spec.bit if spec.data_type == "bit" and spec.kind not in BIT_KINDS else None
-        for other_start, other_end, other_bit, other_name, _ in occupied[(spec.device, spec.kind)]:
+        for other_start, other_end, other_bit, other_name in occupied[(spec.device, spec.kind)]:
             if wire > other_end or wire + width - 1 < other_start:
                 continue
             if bit is not None and other_bit is not None and bit != other_bit:
                 continue  # different bits of one status word
             out.add(
                 (*path, "address"),
-                f"{spec.kind} registers {spec.address}..{spec.address + width - 1} overlap point "
+                f"{spec.kind} registers {spec.address}..{last} overlap point "
                 f"{other_name!r} of the same device",
                 label,
             )
             break
-        occupied[(spec.device, spec.kind)].append((wire, wire + width - 1, bit, spec.name, index))
-        if problems:
-            continue
+        occupied[(spec.device, spec.kind)].append((wire, wire + width - 1, bit, str(spec.name)))
+        if problems or item.bad or device_item.bad:
+            continue  # the plant is not returned: nothing to resolve
         low, high = spec.valid_range if spec.valid_range else (None, None)
         resolved.append(
             Point(
@@ -589,8 +674,17 @@ def _check_points(
                 warn_high=spec.warn_high,
                 alarm_low=spec.alarm_low,
                 alarm_high=spec.alarm_high,
-                poll_group=group,
+                poll_group=spec.group or DEFAULT_GROUP,
                 description=spec.description,
             )
         )
     return resolved
+
+
+def _width(spec: PointSpec) -> int | None:
+    """Registers (or bits, for coils and discrete inputs) the point occupies; None if unknown."""
+    if spec.kind in BIT_KINDS:
+        return 1
+    if spec.data_type == "string":
+        return spec.length
+    return REGISTER_WIDTH[spec.data_type]

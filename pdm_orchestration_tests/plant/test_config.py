@@ -119,6 +119,49 @@ points:
         assert matches, f"{marker}: no issue {field!r} / {text!r} on line {line}; got {found}"
 
 
+def test_an_item_with_a_field_error_still_takes_part_in_the_checks_across_items(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        """\
+connections:
+  - id: gw
+    port: 70000                     # E-port
+    reconnect_backoff_s: [60, 1]    # E-backoff
+  - id: gw                          # E-duplicate-connection
+devices:
+  - id: press
+    connection: gw
+    unit_id: 7
+    timeout: 3                      # E-typo
+  - {id: lathe, connection: gw, unit_id: 300}                           # E-unit-range
+  - {id: lathe, connection: gw, unit_id: 9}                             # E-duplicate-device
+points:
+  - {device: press, name: top, kind: holding, address: 65536, type: int16}  # E-width
+  - {device: lathe, name: a, kind: input, address: 0, type: float32}
+  - {device: lathe, name: b, kind: input, address: 1, type: int16}      # E-overlap
+  - {device: lathe, name: c, kind: input, address: 5, type: int16, bit: 99}  # E-bit
+""",
+    )
+    found = issues_of(path)
+    expected = {
+        "E-port": ("connections[0].port (gw)", "less than or equal to 65535"),
+        "E-backoff": ("connections[0].reconnect_backoff_s (gw)", "got [60, 1]"),
+        "E-duplicate-connection": ("connections[1].id (gw)", "duplicate connection id 'gw'"),
+        "E-typo": ("devices[0].timeout (press)", "unknown field"),
+        "E-unit-range": ("devices[1].unit_id (lathe)", "less than or equal to 255"),
+        "E-duplicate-device": ("devices[2].id (lathe)", "duplicate device id 'lathe'"),
+        "E-width": ("points[0].address (press/top)", "65536 + 1 register(s) goes beyond 65535"),
+        "E-overlap": ("points[2].address (lathe/b)", "overlap point 'a'"),
+        "E-bit": ("points[3].bit (lathe/c)", "less than or equal to 15"),
+    }
+    for marker, (field, text) in expected.items():
+        line = line_of(path, marker)
+        assert any(f[:2] == (line, field) and text in f[2] for f in found), (marker, found)
+    assert len(found) == len(expected), found
+
+
 def test_error_text_names_file_line_and_point(tmp_path: Path) -> None:
     path = write(
         tmp_path,
