@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, create_model
 
 from pdm_orchestration.plant.yamlsource import Located, PathKey, YamlSyntaxError, load_located
 from pdm_orchestration.storage.schema import BYTE_ORDERS, DATA_TYPES, REGISTER_KINDS
@@ -32,6 +32,9 @@ DataType = Literal[
 ]
 DeviceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 PointName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=48)]
+# Numbers as YAML writes them: `true` is not 1, `1.5` (or "7") is not an integer, "2" not a number.
+Int = Annotated[int, Strict()]
+Number = Annotated[float, Strict()]  # an int is a number
 
 assert set(ByteOrder.__args__) == set(BYTE_ORDERS)  # type: ignore[attr-defined]
 assert set(DataType.__args__) == set(DATA_TYPES)  # type: ignore[attr-defined]
@@ -63,15 +66,15 @@ class ConnectionSpec(_Spec):
 
     id: DeviceId
     host: str | None = Field(default=None, min_length=1)
-    port: int | None = Field(default=None, ge=1, le=65535)
-    timeout_s: float = Field(default=1.0, gt=0, le=60)
-    retries: int = Field(default=1, ge=0, le=10)
-    pause_between_requests_ms: int = Field(default=0, ge=0, le=60_000)
-    max_registers_per_read: int = Field(default=125, ge=1, le=125)
-    max_gap_fill: int = Field(default=10, ge=0, le=124)
-    reconnect_backoff_s: tuple[float, float] = (0.5, 60.0)
-    unit_fail_cycles: int = Field(default=3, ge=1, le=1000)
-    unit_cooldown_s: float = Field(default=60.0, ge=0)
+    port: Int | None = Field(default=None, ge=1, le=65535)
+    timeout_s: Number = Field(default=1.0, gt=0, le=60)
+    retries: Int = Field(default=1, ge=0, le=10)
+    pause_between_requests_ms: Int = Field(default=0, ge=0, le=60_000)
+    max_registers_per_read: Int = Field(default=125, ge=1, le=125)
+    max_gap_fill: Int = Field(default=10, ge=0, le=124)
+    reconnect_backoff_s: tuple[Number, Number] = (0.5, 60.0)
+    unit_fail_cycles: Int = Field(default=3, ge=1, le=1000)
+    unit_cooldown_s: Number = Field(default=60.0, ge=0)
 
 
 class DeviceSpec(_Spec):
@@ -79,11 +82,11 @@ class DeviceSpec(_Spec):
 
     id: DeviceId
     connection: str
-    unit_id: int = Field(ge=0, le=255)
-    address_base: Literal[0, 1] = 0
+    unit_id: Int = Field(ge=0, le=255)
+    address_base: Int = Field(default=0, ge=0, le=1)
     byte_order: ByteOrder = "ABCD"
-    unreadable: list[tuple[int, int]] = Field(default_factory=list)
-    groups: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    unreadable: list[tuple[Int, Int]] = Field(default_factory=list)
+    groups: dict[str, Annotated[Number, Field(gt=0)]] = Field(default_factory=dict)
     site: str | None = None
     line: str | None = None
     kind: str | None = None
@@ -96,20 +99,20 @@ class PointSpec(_Spec):
     device: str
     name: PointName
     kind: RegisterKind
-    address: int = Field(ge=0, le=MAX_ADDRESS + 1)
+    address: Int = Field(ge=0, le=MAX_ADDRESS + 1)
     data_type: DataType = Field(alias="type")
-    bit: int | None = Field(default=None, ge=0, le=15)
-    length: int | None = Field(default=None, ge=1, le=125)
+    bit: Int | None = Field(default=None, ge=0, le=15)
+    length: Int | None = Field(default=None, ge=1, le=125)
     byte_order: ByteOrder | None = None
-    scale: float = 1.0
-    offset: float = 0.0
+    scale: Number = 1.0
+    offset: Number = 0.0
     unit: str | None = None
-    valid_range: tuple[float, float] | None = None
-    nan_value: float | None = None
-    warn_low: float | None = None
-    warn_high: float | None = None
-    alarm_low: float | None = None
-    alarm_high: float | None = None
+    valid_range: tuple[Number, Number] | None = None
+    nan_value: Number | None = None
+    warn_low: Number | None = None
+    warn_high: Number | None = None
+    alarm_low: Number | None = None
+    alarm_high: Number | None = None
     group: str | None = None
     role: Literal["value", "timestamp"] = "value"
     description: str | None = None

@@ -217,6 +217,49 @@ def test_point_shape_errors(tmp_path: Path, point: str, field: str, text: str) -
     assert all(f[0] == 7 for f in found)
 
 
+NUMBERS = """\
+connections: [{id: gw, port: 502, retries: 1}]
+devices: [{id: press, connection: gw, unit_id: 7, address_base: 0}]
+points:
+  - {device: press, name: flag, kind: holding, address: 5, type: bit, bit: 3, scale: 1}
+  - {device: press, name: serial, kind: holding, address: 10, type: string, length: 2}
+"""
+
+
+@pytest.mark.parametrize(
+    ("good", "bad", "got", "field", "line"),
+    [
+        ("unit_id: 7", "unit_id: true", True, "devices[0].unit_id (press)", 2),
+        ("unit_id: 7", "unit_id: yes", True, "devices[0].unit_id (press)", 2),
+        ("unit_id: 7", "unit_id: 1.5", 1.5, "devices[0].unit_id (press)", 2),
+        ("unit_id: 7", "unit_id: 7.0", 7.0, "devices[0].unit_id (press)", 2),
+        ("unit_id: 7", "unit_id: '7'", "7", "devices[0].unit_id (press)", 2),
+        ("address_base: 0", "address_base: false", False, "devices[0].address_base (press)", 2),
+        ("port: 502", "port: true", True, "connections[0].port (gw)", 1),
+        ("retries: 1", "retries: 2.5", 2.5, "connections[0].retries (gw)", 1),
+        ("address: 5", "address: true", True, "points[0].address (press/flag)", 4),
+        ("bit: 3", "bit: true", True, "points[0].bit (press/flag)", 4),
+        ("length: 2", "length: 1.5", 1.5, "points[1].length (press/serial)", 5),
+    ],
+)
+def test_integers_must_be_written_as_integers(
+    tmp_path: Path, good: str, bad: str, got: object, field: str, line: int
+) -> None:
+    path = write(tmp_path, NUMBERS.replace(good, bad, 1))
+    assert issues_of(path) == [(line, field, f"Input should be a valid integer (got {got!r})")]
+
+
+def test_float_fields_take_integers_but_not_booleans_or_strings(tmp_path: Path) -> None:
+    path = write(tmp_path, NUMBERS.replace("scale: 1", "scale: true, offset: '1.5'"))
+    assert [(f[1], f[2]) for f in issues_of(path)] == [
+        ("points[0].offset (press/flag)", "Input should be a valid number (got '1.5')"),
+        ("points[0].scale (press/flag)", "Input should be a valid number (got True)"),
+    ]
+    path = write(tmp_path, NUMBERS.replace("scale: 1", "scale: 2, valid_range: [0, 10]"))
+    flag = load_plant(path).points[0]
+    assert (flag.scale, flag.physical_min, flag.physical_max) == (2.0, 0.0, 10.0)
+
+
 def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, "connections:\n  - id: gw\n    host: [unclosed\ndevices: []\n")
     found = issues_of(path)
