@@ -13,6 +13,7 @@ byte order and poll group, exactly as stored in `plc_register_map`.
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -233,6 +234,7 @@ class PlantConfigError(ValueError):
 
 
 SECTIONS = ("connections", "devices", "points")
+LIMITS = ("warn_low", "warn_high", "alarm_low", "alarm_high")
 SpecT = TypeVar("SpecT", bound=_Spec)
 
 
@@ -541,16 +543,45 @@ def _point_shape_issues(item: _Item[PointSpec]) -> Iterator[tuple[str, str]]:
         yield "length", f"'length' applies to type 'string' only, not {data_type!r}"
     if valid("scale") and spec.scale == 0:
         yield "scale", "must not be 0 (every value would read as the offset)"
-    if valid("valid_range") and spec.valid_range is not None:
-        low, high = spec.valid_range
-        if low >= high:
-            yield "valid_range", f"must be [min, max] with min < max, got [{low:g}, {high:g}]"
+    valid_range = spec.valid_range if valid("valid_range") else None
+    if valid_range is not None and valid_range[0] >= valid_range[1]:
+        yield (
+            "valid_range",
+            f"must be [min, max] with min < max, got [{valid_range[0]:g}, {valid_range[1]:g}]",
+        )
+        valid_range = None
     if valid("role") and spec.role == "timestamp" and data_type in ("string", "bit"):
         yield "role", f"a timestamp must be numeric (epoch seconds), not {data_type!r}"
-    for low_name, high_name in (("warn_low", "warn_high"), ("alarm_low", "alarm_high")):
-        low, high = getattr(spec, low_name), getattr(spec, high_name)
-        if valid(low_name, high_name) and low is not None and high is not None and low >= high:
-            yield low_name, f"{low_name} ({low}) must be below {high_name} ({high})"
+    yield from _limit_issues(
+        {name: getattr(spec, name) for name in LIMITS if valid(name)}, valid_range
+    )
+
+
+def _limit_issues(
+    limits: dict[str, float | None], valid_range: tuple[float, float] | None
+) -> Iterator[tuple[str, str]]:
+    """Limits in the order alarm_low <= warn_low < warn_high <= alarm_high, within valid_range."""
+    orders = (
+        ("warn_low", "warn_high", operator.lt, "must be below"),
+        ("alarm_low", "alarm_high", operator.lt, "must be below"),
+        ("warn_low", "alarm_low", operator.ge, "must not be below"),
+        ("warn_high", "alarm_high", operator.le, "must not be above"),
+    )
+    for name, other, in_order, relation in orders:
+        value, bound = limits.get(name), limits.get(other)
+        if value is not None and bound is not None and not in_order(value, bound):
+            yield name, f"{name} ({value:g}) {relation} {other} ({bound:g})"
+    if valid_range is None:
+        return
+    low, high = valid_range
+    for name in LIMITS:
+        value = limits.get(name)
+        if value is not None and not low <= value <= high:
+            yield (
+                name,
+                f"{name} ({value:g}) is outside valid_range [{low:g}, {high:g}]: "
+                "no valid reading can reach it",
+            )
 
 
 def _check_points(

@@ -199,6 +199,26 @@ points:
             "below",
         ),
         (
+            "{kind: holding, address: 1, type: int16, warn_high: 90, alarm_high: 80}",
+            "warn_high",
+            "warn_high (90) must not be above alarm_high (80)",
+        ),
+        (
+            "{kind: holding, address: 1, type: int16, warn_low: 5, alarm_low: 10}",
+            "warn_low",
+            "warn_low (5) must not be below alarm_low (10)",
+        ),
+        (
+            "{kind: holding, address: 1, type: int16, valid_range: [0, 100], alarm_high: 120}",
+            "alarm_high",
+            "alarm_high (120) is outside valid_range [0, 100]",
+        ),
+        (
+            "{kind: holding, address: 1, type: int16, valid_range: [0, 100], warn_low: -0.5}",
+            "warn_low",
+            "warn_low (-0.5) is outside valid_range [0, 100]",
+        ),
+        (
             "{kind: holding, address: 1, type: string, length: 2, role: timestamp}",
             "role",
             "numeric",
@@ -258,6 +278,15 @@ def test_float_fields_take_integers_but_not_booleans_or_strings(tmp_path: Path) 
     path = write(tmp_path, NUMBERS.replace("scale: 1", "scale: 2, valid_range: [0, 10]"))
     flag = load_plant(path).points[0]
     assert (flag.scale, flag.physical_min, flag.physical_max) == (2.0, 0.0, 10.0)
+
+
+def test_limits_may_meet_each_other_and_the_valid_range(tmp_path: Path) -> None:
+    point = (
+        "{device: press, name: p, kind: holding, address: 1, type: int16, valid_range: [0, 100], "
+        "alarm_low: 0, warn_low: 0, warn_high: 100, alarm_high: 100}"
+    )
+    [p] = load_plant(write(tmp_path, GOOD_HEAD + f"points:\n  - {point}\n")).points
+    assert (p.alarm_low, p.warn_low, p.warn_high, p.alarm_high) == (0, 0, 100, 100)
 
 
 def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
