@@ -4,9 +4,10 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from pdm_orchestration.cli import main
+from pdm_orchestration.storage import migrate
 from pdm_orchestration_tests.conftest import EXAMPLE_PLANT
 
 
@@ -130,3 +131,47 @@ def test_installed_entry_point_runs(clean_env: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "12 devices" in result.stdout
+
+
+def the_error(result: Result) -> str:
+    """The one `error:` line of a failed command, after checking it is the whole story."""
+    assert result.exit_code not in (0, None), result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert result.stderr.splitlines()[-1] == errors[0]
+    return errors[0]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_db(request: pytest.FixtureRequest, clean_env: Path) -> dict[str, str]:
+    """DATABASE_URL of a database no migration ever ran on."""
+    if request.param == "sqlite":
+        return {"DATABASE_URL": f"sqlite:///{clean_env / 'empty.db'}"}
+    return {"DATABASE_URL": request.getfixturevalue("fresh_pg_url")}
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["db", "upgrade", "nosuch"], "error: Can't locate revision identified by 'nosuch'"),
+        (
+            ["db", "downgrade", "nosuchrev"],
+            "error: Can't locate revision identified by 'nosuchrev'",
+        ),
+        (["db", "downgrade"], "error: nothing to downgrade: the database is at base"),
+        (["db", "downgrade", "--", "-2"], "error: nothing to downgrade: the database is at base"),
+    ],
+)
+def test_migration_errors_are_one_line(
+    run, empty_db: dict[str, str], args: list[str], error: str
+) -> None:
+    assert the_error(run(*args, env=empty_db)) == error
+
+
+def test_going_back_further_than_base_is_one_line(run, empty_db: dict[str, str]) -> None:
+    assert run("db", "upgrade", env=empty_db).exit_code == 0
+    result = run("db", "downgrade", "--", "-99", env=empty_db)
+    head = migrate.head_revision()
+    assert the_error(result) == f"error: cannot go back 99 migrations: the database is at {head}"
+    assert f"at {head}, newest {head} (up to date)" in run("db", "current", env=empty_db).output

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from pdm_orchestration.plant.config import Plant, PlantConfigError, load_plant
 from pdm_orchestration.settings import Settings, SettingsError, configure_logging, load_settings
+from pdm_orchestration.storage.migrate import MigrationError
 
 log = logging.getLogger("pdm_orchestration.cli")
 
@@ -35,7 +36,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except SettingsError as exc:
+        except (SettingsError, MigrationError) as exc:
             raise CliError(str(exc)) from None
         except sa.exc.SQLAlchemyError as exc:
             raise CliError(f"database: {_first_line(exc)}") from None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -17,6 +19,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # Not Alembic's default `alembic_version`: Dagster's and MLflow's stores keep theirs under that
 # name, and either may share the database.
 VERSION_TABLE = "pdm_schema_version"
+
+
+class MigrationError(RuntimeError):
+    """A migration that cannot be made (an unknown revision, nothing to go back to)."""
 
 
 def _config(engine: Engine) -> Config:
@@ -29,15 +35,33 @@ def _config(engine: Engine) -> Config:
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Migrate the database up to `revision`; return the revision it is at afterwards."""
     log.info("upgrading %s to %s", engine.url.render_as_string(hide_password=True), revision)
-    command.upgrade(_config(engine), revision)
+    try:
+        command.upgrade(_config(engine), revision)
+    except CommandError as exc:
+        raise MigrationError(_one_line(exc)) from None
     return current_revision(engine)
 
 
 def downgrade(engine: Engine, revision: str = "-1") -> str | None:
     """Migrate the database down to `revision` (`base` removes every table)."""
     log.info("downgrading %s to %s", engine.url.render_as_string(hide_password=True), revision)
-    command.downgrade(_config(engine), revision)
+    back = re.fullmatch(r"-(\d+)", revision)  # relative: that many migrations back
+    at = current_revision(engine) if back else None
+    if back and at is None:
+        raise MigrationError("nothing to downgrade: the database is at base")
+    try:
+        command.downgrade(_config(engine), revision)
+    except CommandError as exc:
+        if back and "didn't produce" in str(exc):
+            raise MigrationError(
+                f"cannot go back {back[1]} migrations: the database is at {at}"
+            ) from None
+        raise MigrationError(_one_line(exc)) from None
     return current_revision(engine)
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -49,7 +73,11 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision() -> str | None:
     """The newest revision this code ships."""
-    return ScriptDirectory.from_config(_config_without_engine()).get_current_head()
+    return _scripts().get_current_head()
+
+
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_config_without_engine())
 
 
 def _config_without_engine() -> Config:
