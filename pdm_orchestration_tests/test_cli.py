@@ -1,3 +1,4 @@
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -175,3 +176,29 @@ def test_going_back_further_than_base_is_one_line(run, empty_db: dict[str, str])
     head = migrate.head_revision()
     assert the_error(result) == f"error: cannot go back 99 migrations: the database is at {head}"
     assert f"at {head}, newest {head} (up to date)" in run("db", "current", env=empty_db).output
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        (
+            "mysql://pdm:secret@127.0.0.1/pdm",
+            "error: DATABASE_URL=mysql://pdm:***@127.0.0.1/pdm: the database driver for mysql is "
+            "not installed (no module 'MySQLdb')",
+        ),
+        (
+            "postgresql+asyncpg://pdm@127.0.0.1/pdm",
+            "error: DATABASE_URL=postgresql+asyncpg://pdm@127.0.0.1/pdm: the database driver for "
+            "postgresql is not installed (no module 'asyncpg')",
+        ),
+        ("foo://bar", "error: DATABASE_URL=foo://bar: SQLAlchemy has no database dialect 'foo'"),
+    ],
+)
+def test_a_database_url_nothing_here_can_serve_names_database_url(
+    run, url: str, error: str
+) -> None:
+    module = error.rsplit("'", 2)[1]
+    if "driver" in error and importlib.util.find_spec(module) is not None:
+        pytest.skip(f"{module} is installed here")
+    for command in (["db", "upgrade"], ["status"]):
+        assert the_error(run(*command, env={"DATABASE_URL": url})) == error

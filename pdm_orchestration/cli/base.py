@@ -88,9 +88,22 @@ def load_plant_or_fail(
 
 
 def engine_for(settings: Settings) -> Engine:
+    """An engine on DATABASE_URL; a URL no installed dialect or driver serves is a CliError."""
     from pdm_orchestration.storage.engine import make_engine
 
-    return make_engine(settings.db_url, echo=settings.db_echo)
+    try:
+        return make_engine(settings.db_url, echo=settings.db_echo)
+    except sa.exc.NoSuchModuleError:
+        name = sa.engine.make_url(settings.db_url).drivername
+        raise CliError(
+            f"DATABASE_URL={safe_url(settings)}: SQLAlchemy has no database dialect {name!r}"
+        ) from None
+    except ImportError as exc:  # the dialect's DBAPI module
+        backend = sa.engine.make_url(settings.db_url).get_backend_name()
+        raise CliError(
+            f"DATABASE_URL={safe_url(settings)}: the database driver for {backend} is not "
+            f"installed (no module {exc.name!r})"
+        ) from None
 
 
 def safe_url(settings: Settings) -> str:
