@@ -2,12 +2,14 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import click
 import pytest
 from click.testing import CliRunner, Result
 
 from pdm_orchestration.cli import main
+from pdm_orchestration.settings import LogLevel
 from pdm_orchestration.storage import migrate
 from pdm_orchestration_tests.conftest import EXAMPLE_PLANT
 
@@ -202,3 +204,9 @@ def test_a_database_url_nothing_here_can_serve_names_database_url(
         pytest.skip(f"{module} is installed here")
     for command in (["db", "upgrade"], ["status"]):
         assert the_error(run(*command, env={"DATABASE_URL": url})) == error
+
+
+@pytest.mark.parametrize("level", get_args(LogLevel))
+def test_log_level_option_takes_what_log_level_takes(run, level: str) -> None:
+    assert run("plant", "validate", str(EXAMPLE_PLANT), env={"LOG_LEVEL": level}).exit_code == 0
+    assert run("--log-level", level.lower(), "plant", "validate", str(EXAMPLE_PLANT)).exit_code == 0

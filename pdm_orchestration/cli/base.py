@@ -5,14 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args
 
 import click
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pdm_orchestration.plant.config import Plant, PlantConfigError, load_plant
-from pdm_orchestration.settings import Settings, SettingsError, configure_logging, load_settings
+from pdm_orchestration.settings import (
+    LogLevel,
+    Settings,
+    SettingsError,
+    configure_logging,
+    load_settings,
+)
 from pdm_orchestration.storage.migrate import MigrationError
 
 log = logging.getLogger("pdm_orchestration.cli")
@@ -47,7 +53,7 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    type=click.Choice(get_args(LogLevel), case_sensitive=False),
     default=None,
     help="Override LOG_LEVEL for this command.",
 )
