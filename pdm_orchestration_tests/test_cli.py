@@ -210,3 +210,24 @@ def test_a_database_url_nothing_here_can_serve_names_database_url(
 def test_log_level_option_takes_what_log_level_takes(run, level: str) -> None:
     assert run("plant", "validate", str(EXAMPLE_PLANT), env={"LOG_LEVEL": level}).exit_code == 0
     assert run("--log-level", level.lower(), "plant", "validate", str(EXAMPLE_PLANT)).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (
+            "a b c\n1 2 3 4 5\n",
+            "(Error tokenizing data. C error: Expected 3 fields in line 2, saw 5)",
+        ),
+        (" ".join(["x"] * 26) + "\n", "(column 'unit' is not numeric)"),
+    ],
+)
+def test_replaying_a_file_that_is_not_cmapss_is_one_line(
+    run, tmp_path: Path, text: str, reason: str
+) -> None:
+    dataset = tmp_path / "not_cmapss.txt"
+    dataset.write_text(text)
+    plant = tmp_path / "replay.yaml"
+    result = run("simulate", "--replay", "cmapss", str(dataset), "--write-plant", str(plant))
+    assert the_error(result) == f"error: {dataset}: not a C-MAPSS file {reason}"
+    assert not plant.exists()

@@ -38,13 +38,17 @@ def read_cmapss(path: Path) -> pd.DataFrame:
     except FileNotFoundError:
         raise DatasetError(f"{path}: no such file") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: not a C-MAPSS file ({exc})") from None
+        reason = " ".join(str(exc).split())  # pandas' messages can span lines; ours is one
+        raise DatasetError(f"{path}: not a C-MAPSS file ({reason})") from None
     if frame.shape[1] != len(CMAPSS_COLUMNS):
         raise DatasetError(
             f"{path}: expected {len(CMAPSS_COLUMNS)} columns (unit, cycle, 3 settings, "
             f"21 sensors), found {frame.shape[1]}"
         )
     frame.columns = CMAPSS_COLUMNS
+    text = [name for name in CMAPSS_COLUMNS if not pd.api.types.is_numeric_dtype(frame[name])]
+    if text:
+        raise DatasetError(f"{path}: not a C-MAPSS file (column {text[0]!r} is not numeric)")
     if frame[["unit", "cycle"]].isna().any().any():
         raise DatasetError(f"{path}: missing unit or cycle numbers")
     frame = frame.astype({"unit": int, "cycle": int})
