@@ -47,8 +47,8 @@ def test_first_run_upgrade_apply_twice_status(run, clean_env: Path) -> None:
     assert (clean_env / ".pdm" / "pdm.db").exists()
     first = run("plant", "apply")
     assert first.exit_code == 0
-    assert "120 changes (connections added 1, devices added 12, points added 107)" in first.output
-    assert "... and 100 more (--verbose lists them)" in first.output
+    assert "121 changes (connections added 1, devices added 12, points added 108)" in first.output
+    assert "... and 101 more (--verbose lists them)" in first.output
     second = run("plant", "apply")
     assert second.exit_code == 0
     assert second.output.strip().endswith(": 0 changes")
@@ -64,7 +64,7 @@ def test_apply_verbose_lists_every_change(run) -> None:
     run("db", "upgrade")
     result = run("plant", "apply", "--dry-run", "--verbose")
     assert result.exit_code == 0
-    assert sum(line.startswith("  ") for line in result.output.splitlines()) == 120
+    assert sum(line.startswith("  ") for line in result.output.splitlines()) == 121
     assert "would apply" in result.output
     assert "devices: 0 active" in run("status").output  # the dry run wrote nothing
 
@@ -72,7 +72,7 @@ def test_apply_verbose_lists_every_change(run) -> None:
 def test_validate_ok_and_with_errors(run, tmp_path: Path) -> None:
     ok = run("plant", "validate", str(EXAMPLE_PLANT))
     assert ok.exit_code == 0
-    assert "ok (1 connections, 12 devices, 107 points)" in ok.output
+    assert "ok (1 connections, 12 devices, 108 points)" in ok.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "connections: [{id: gw}]\n"

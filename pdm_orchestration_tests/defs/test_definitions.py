@@ -67,9 +67,9 @@ def test_device_registry_applies_the_plant_idempotently(db_url: str) -> None:
     first = dg.materialize([device_registry], resources=resources(db_url))
     assert first.success
     metadata = first.asset_materializations_for_node("device_registry")[0].metadata
-    assert metadata["changes"].value == 120
+    assert metadata["changes"].value == 121
     assert metadata["devices"].value == 12
-    assert metadata["dagster/row_count"].value == 107
+    assert metadata["dagster/row_count"].value == 108
 
     second = dg.materialize([device_registry], resources=resources(db_url))
     metadata = second.asset_materializations_for_node("device_registry")[0].metadata
@@ -77,7 +77,7 @@ def test_device_registry_applies_the_plant_idempotently(db_url: str) -> None:
     assert metadata["change_log"].value == "no changes"
     engine = make_engine(db_url)
     with engine.connect() as conn:
-        assert conn.scalar(sa.text("SELECT count(*) FROM plc_register_map")) == 107
+        assert conn.scalar(sa.text("SELECT count(*) FROM plc_register_map")) == 108
     engine.dispose()
 
 

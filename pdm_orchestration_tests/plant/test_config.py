@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from pdm_orchestration.plant.config import PlantConfigError, load_plant
+from pdm_orchestration.storage.schema import DATA_TYPES
 from pdm_orchestration_tests.conftest import EXAMPLE_PLANT
 
 GOOD_HEAD = """\
@@ -42,7 +43,7 @@ def test_example_plant_is_a_real_plant() -> None:
     assert len(kinds) >= 3
     per_device = Counter(point.device for point in plant.points)
     assert min(per_device[name] for name in plant.devices) >= 6
-    assert {p.data_type for p in plant.points} >= {"int16", "uint16", "uint32", "float32", "bit"}
+    assert {p.data_type for p in plant.points} == set(DATA_TYPES)  # the README says every type
     assert len({p.byte_order for p in plant.points if p.length > 1}) == 4
     assert {p.register_kind for p in plant.points} == {"coil", "discrete", "holding", "input"}
 
