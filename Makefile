@@ -9,7 +9,7 @@ export OMP_NUM_THREADS ?= 1
 # Local Dagster instance (run history in SQLite); a deployment points DAGSTER_HOME at dagster.yaml.
 export DAGSTER_HOME ?= $(CURDIR)/.pdm/dagster
 
-.PHONY: install demo test lint dev-check clean
+.PHONY: install demo dev test lint clean
 
 install: $(STAMP)
 
@@ -29,10 +29,14 @@ $(DAGSTER_HOME)/dagster.yaml:
 	mkdir -p $(DAGSTER_HOME)
 	printf 'concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n' > $@
 
+# The whole graph on the simulated plant in accelerated time (resets the local state in .pdm/).
 demo: install .env $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/pdm-orch demo
+
+# Simulator + Dagster UI (127.0.0.1:3000, with its daemon) + MLflow UI (127.0.0.1:5000).
+dev: install .env $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/pdm-orch db upgrade
-	$(BIN)/pdm-orch plant apply
-	$(BIN)/pdm-orch status
+	$(BIN)/pdm-orch dev
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,6 +3,8 @@
 from pdm_orchestration.cli import (  # noqa: F401  (register commands)
     alerts,
     db,
+    demo,
+    dev,
     features,
     ingest,
     models,

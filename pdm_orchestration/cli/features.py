@@ -43,6 +43,13 @@ def features() -> None:
     show_default=True,
     help="Stale after this many poll intervals without a reading.",
 )
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Device-clock seconds per second of polling (the simulator's --speed).",
+)
 @pass_settings
 def build(
     settings: Settings,
@@ -51,6 +58,7 @@ def build(
     window: str,
     stride: str,
     stale_factor: float,
+    time_scale: float,
 ) -> None:
     """Compute and store the feature windows ending in (START, END]; a rerun replaces them."""
     try:
@@ -78,6 +86,7 @@ def build(
             since,
             until,
             default_interval_s=settings.plc_poll_interval_seconds,
+            time_scale=time_scale,
             rules=QualityRules(stale_factor=stale_factor),
             progress=progress,
         )

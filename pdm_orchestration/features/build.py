@@ -55,6 +55,7 @@ def build_features(
     end: datetime,
     *,
     default_interval_s: float,
+    time_scale: float = 1.0,
     rules: QualityRules | None = None,
     run_id: str | None = None,
     devices_per_chunk: int = 125,
@@ -68,7 +69,7 @@ def build_features(
     began = time.perf_counter()
     computed_at = datetime.now(UTC)
     with engine.connect() as connection:
-        info = store.load_series_info(connection, default_interval_s)
+        info = store.load_series_info(connection, default_interval_s, time_scale)
         names = store.device_names(connection)
         registry = store.map_series(connection) if engine.dialect.name == "postgresql" else None
     all_devices = list(names)

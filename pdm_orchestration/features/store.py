@@ -180,8 +180,14 @@ def load_gaps(connection: sa.Connection, since: datetime, until: datetime) -> pd
     )
 
 
-def load_series_info(connection: sa.Connection, default_interval_s: float) -> SeriesInfo:
-    """Poll interval of every current point; physical range of every register-map version."""
+def load_series_info(
+    connection: sa.Connection, default_interval_s: float, time_scale: float = 1.0
+) -> SeriesInfo:
+    """Poll interval of every current point; physical range of every register-map version.
+
+    Intervals are the poll intervals of the plant file (and `default_interval_s`) times
+    `time_scale`: the device clock's seconds per second of polling (1 for a real plant; the
+    simulator's --speed when it runs accelerated)."""
     m, d = plc_register_map.c, devices.c
     query = sa.select(
         m.id,
@@ -211,7 +217,9 @@ def load_series_info(connection: sa.Connection, default_interval_s: float) -> Se
                 if row.poll_group == DEFAULT_GROUP
                 else groups.get(row.poll_group)
             )
-            interval[(row.device_id, row.sensor)] = float(seconds or default_interval_s)
+            interval[(row.device_id, row.sensor)] = (
+                float(seconds or default_interval_s) * time_scale
+            )
             if row.data_type == "bit" or row.register_kind in ("coil", "discrete"):
                 binary.add((row.device_id, row.sensor))
     return SeriesInfo(interval, low, high, binary)

@@ -102,7 +102,10 @@ class LimitRules(BaseEstimator):
                 [ALARM, WARN, WATCH],
                 OK,
             )
-        urgency = self.horizon / (self.horizon + to_alarm)  # 1 at an alarm, 0 with no trend
+        # Per sensor: 1 past an alarm limit; past a warn limit at least 0.5; else how soon the
+        # trend reaches an alarm limit (0 with no trend toward one).
+        trend = self.horizon / (self.horizon + to_alarm)
+        urgency = np.where(level >= WARN, np.maximum(trend, 0.5), trend)
         soonest = to_alarm.min(axis=1) if len(self.sensors_) else np.full(n, np.inf)
         risk = level.max(axis=1) if len(self.sensors_) else np.zeros(n, dtype=np.int64)
         return soonest, risk, urgency

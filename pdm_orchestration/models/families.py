@@ -30,7 +30,7 @@ from sklearn.preprocessing import RobustScaler
 
 from pdm_orchestration.models.contributions import by_sensor, top_sensors, tree_contributions
 from pdm_orchestration.models.estimators import ALARM, OK, WARN, WATCH, AnomalyDetector, LimitRules
-from pdm_orchestration.models.frames import sensor_of
+from pdm_orchestration.models.frames import AGE, sensor_of
 
 RISK_NAMES = ("ok", "watch", "warn", "alarm")
 
@@ -173,9 +173,13 @@ class Outputs:
         return -self.rul_estimate
 
     def top(self, count: int = 3) -> list[list[dict[str, float]]]:
+        """The sensors that drove each row (`age` drives too, but is not a sensor to look at)."""
         if self.contributions is None:
             return [[] for _ in range(len(self.risk))]
-        return top_sensors(self.sensors, self.contributions, count, key=self.rank_key)
+        keep = [i for i, name in enumerate(self.sensors) if name != AGE]
+        key = None if self.rank_key is None else self.rank_key[:, keep]
+        names = [self.sensors[i] for i in keep]
+        return top_sensors(names, self.contributions[:, keep], count, key=key)
 
     def risk_names(self) -> np.ndarray:
         return np.array(RISK_NAMES, dtype=object)[self.risk]

@@ -6,8 +6,9 @@ For a window of a device ending at t:
   work: the machine is down and the window says nothing about wear; it gets no label;
 - `rul`: remaining useful life, from t to the device's next failure (at or after t), in hours
   (time windows) or in samples (sample windows: the device's windows ending in (t, failure]);
-  unknown (NaN) when no failure follows, so the life is censored; capped at `rul_cap` if given.
-  `rul_time` is when it became known: the failure's time;
+  unknown (NaN) when no failure follows, so the life is censored. With `rul_cap`, labels are
+  capped, and a life of at least the cap is known once the device ran that long without failing
+  (censored or not). `rul_time` is when it became known: the failure's time, or t + cap;
 - `failure_within`: 1 when the next failure comes within `horizon` of t; 0 when it is known that
   none did: the next failure came later, or the device's windows reach t + horizon without one;
   unknown (NaN) otherwise. `within_time` is when it became known: the failure's time for a 1,
@@ -91,15 +92,30 @@ def make_labels(
             soon = has_next & (next_failure - ends <= horizon_ns)
             reach = ends + horizon_ns
             zero_time = np.where((reach <= ends[-1]) | (has_next & ~soon), reach, _NONE)
+        life_time = np.where(np.isnan(life), _NONE, next_failure)
         if config.rul_cap is not None:
-            life = np.minimum(life, config.rul_cap)
+            # A life of at least the cap is known once the device ran the cap without failing,
+            # whether or not a failure came later: the capped label needs no failure (a device
+            # that never failed still teaches what a long life looks like).
+            cap = config.rul_cap
+            if spec.by_samples:
+                ahead = index + int(cap)
+                cap_time = np.where(
+                    ahead < len(ends), ends[np.minimum(ahead, len(ends) - 1)], _NONE
+                )
+            else:
+                cap_time = ends + round(cap * 3600e9)
+                cap_time = np.where(cap_time <= ends[-1], cap_time, _NONE)
+            long = (np.isnan(life) | (life >= cap)) & (cap_time != _NONE)
+            life = np.where(long, cap, np.minimum(life, cap))
+            life_time = np.where(long, cap_time, life_time)
         known_zero = ~soon & (zero_time != _NONE)
         label = np.where(soon, 1.0, np.where(known_zero, 0.0, np.nan))
         life[down], label[down] = np.nan, np.nan
         in_repair[order] = down
         rul[order] = life
         within[order] = label
-        rul_time[order] = np.where(np.isnan(life), _NONE, next_failure)
+        rul_time[order] = np.where(np.isnan(life), _NONE, life_time)
         within_time[order] = np.where(
             np.isnan(label), _NONE, np.where(soon, next_failure, zero_time)
         )

@@ -64,11 +64,13 @@ class TrainConfig:
         cls, family: str, window_spec: str = "60min/10min", horizon: float | None = None, **extra
     ) -> TrainConfig:
         """A config with the usual defaults: a 24 h horizon for time windows, the window's own
-        length for sample windows (raises `WindowSpecError` for a bad `window_spec`)."""
+        length for sample windows, RUL capped at 3 horizons (raises `WindowSpecError` for a bad
+        `window_spec`)."""
         spec = WindowSpec.from_name(window_spec)
         if horizon is None:
             horizon = float(spec.samples) if spec.samples is not None else 24.0
-        labels = extra.pop("labels", None) or LabelConfig(horizon=horizon)
+        # RUL capped at 3 horizons: beyond that the exact life matters less than that it is long.
+        labels = extra.pop("labels", None) or LabelConfig(horizon=horizon, rul_cap=3 * horizon)
         return cls(
             family=families.family(family).name, window_spec=spec.name, labels=labels, **extra
         )
@@ -200,6 +202,10 @@ def _require(data: TrainingSet, name: str) -> None:
             raise NotEnoughData("no point of the plant has warn or alarm limits")
         return
     rows = int(data.train.sum())
+    cap = data.config.labels.rul_cap
+    if name == "rul" and cap is not None:
+        # Capped lives alone (no failure seen) say nothing of how a life ends.
+        rows = int((data.y(data.train) < cap).sum())
     if rows < data.config.min_rows:
         what = {
             "anomaly": "healthy windows (no failure within the horizon, data good)",

@@ -87,7 +87,9 @@ def test_limit_rules_levels() -> None:
     assert risk.tolist() == [OK, WARN, ALARM, WARN, WATCH, OK, OK]
     assert eta[2] == 0 and eta[3] == pytest.approx(12.5) and eta[4] == pytest.approx(50)
     assert np.isinf(eta[[0, 1, 5, 6]]).all()
-    assert urgency[2, model.sensors_.index("temp")] == 1.0
+    temp = model.sensors_.index("temp")
+    assert urgency[2, temp] == 1.0 and urgency[1, temp] == 0.5  # past alarm; past warn, no trend
+    assert urgency[0, temp] == 0.0
 
 
 def test_limit_rules_use_each_devices_own_limits_and_low_limits() -> None:

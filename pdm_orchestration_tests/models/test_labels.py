@@ -67,6 +67,18 @@ def test_sample_windows_count_samples_to_the_failure_and_cap_them() -> None:
     assert labels["failure_within"].tolist() == [0] * 6 + [1] * 4
 
 
+def test_a_capped_life_is_known_without_a_failure() -> None:
+    frame = windows(1, "d1", 12)
+    labels = make_labels(frame, events([(1, 10, "failure")]), TIME, LabelConfig(2, rul_cap=4))
+    assert labels["rul"].tolist()[:11] == [4, 4, 4, 4, 4, 4, 4, 3, 2, 1, 0]
+    # Known at t + cap for the long lives, at the failure for the short ones.
+    assert labels["rul_time"].iloc[0] == T + pd.Timedelta(hours=4)
+    assert labels["rul_time"].iloc[8] == T + pd.Timedelta(hours=10)
+    never = make_labels(frame, events([]), TIME, LabelConfig(2, rul_cap=4))
+    assert never["rul"].iloc[:8].tolist() == [4.0] * 8
+    assert never["rul"].iloc[8:].isna().all()  # the data must reach t + cap
+
+
 def test_labels_ignore_events_before_the_window() -> None:
     frame = windows(1, "d1", 10)
     late = events([(1, 8, "failure"), (1, 8.5, "repair")])
@@ -94,9 +106,12 @@ def random_history(seed: int, devices: int = 8, count: int = 200) -> tuple:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("spec", [TIME, WindowSpec.of_samples(5)], ids=["time", "samples"])
-def test_no_training_label_crosses_the_validation_cutoff(seed: int, spec: WindowSpec) -> None:
+@pytest.mark.parametrize("cap", [None, 24.0], ids=["uncapped", "capped"])
+def test_no_training_label_crosses_the_validation_cutoff(
+    seed: int, spec: WindowSpec, cap: float | None
+) -> None:
     frame, history = random_history(seed)
-    config = LabelConfig(horizon=12, validation_devices=0.25, validation_time=0.3)
+    config = LabelConfig(horizon=12, rul_cap=cap, validation_devices=0.25, validation_time=0.3)
     split = split_windows(frame, history, spec, config)
     assert split.cutoff is not None
     for target, when in (("rul", "rul_time"), ("failure_within", "within_time")):

@@ -32,6 +32,12 @@ class FeatureConfig(dg.Config):
     window: str = Field(default="60min", description="60min, 1h, ... or 30samples (cycle data)")
     stride: str = Field(default="10min", description="time between window ends (time windows)")
     stale_factor: float = Field(default=3.0, gt=0, description="x the poll interval")
+    time_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="device-clock seconds per second of polling: 1 for a real plant, the "
+        "simulator's --speed when it runs accelerated",
+    )
     max_error_rate: float = Field(default=0.2, ge=0, le=1)
     jump_ratio: float = Field(default=8.0, gt=1)
     max_blocked_share: float = Field(
@@ -101,6 +107,7 @@ def feature_windows(
         window.start,
         end,
         default_interval_s=plant.poll_interval_s,
+        time_scale=config.time_scale,
         rules=rules,
         run_id=context.run.run_id,
         progress=progress,

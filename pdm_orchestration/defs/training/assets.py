@@ -27,7 +27,9 @@ class ModelConfig(dg.Config):
     horizon: float | None = Field(
         default=None, gt=0, description="hours (time windows) or samples; default 24 h / window"
     )
-    rul_cap: float | None = Field(default=None, gt=0, description="cap of the RUL label")
+    rul_cap: float | None = Field(
+        default=None, gt=0, description="cap of the RUL label; default 3 x the horizon"
+    )
     validation_devices: float = Field(default=0.2, ge=0, lt=1)
     validation_time: float = Field(default=0.2, ge=0, lt=1)
     sensors: list[str] | None = Field(default=None, description="default: every varying sensor")
@@ -40,7 +42,7 @@ class ModelConfig(dg.Config):
         spec_default = training.TrainConfig.for_family(family, self.window_spec, self.horizon)
         labels = LabelConfig(
             horizon=spec_default.labels.horizon,
-            rul_cap=self.rul_cap,
+            rul_cap=self.rul_cap or spec_default.labels.rul_cap,
             validation_devices=self.validation_devices,
             validation_time=self.validation_time,
         )
