@@ -136,8 +136,19 @@ def load_settings(**overrides: object) -> Settings:
         for error in exc.errors():
             name = str(error["loc"][0]).upper() if error["loc"] else "settings"
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{name}={error.get('input')!r}: {message}")
+            problems.append(f"{name}={_shown(name, error.get('input'))!r}: {message}")
         raise SettingsError("invalid setting " + "; ".join(problems)) from None
+
+
+def _shown(name: str, value: object) -> object:
+    """A bad value as the error shows it: URLs without their password or secret path."""
+    if not isinstance(value, str) or not name.endswith(("_URL", "_URI")):
+        return value
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return value
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{'***@' if '@' in rest.split('/', 1)[0] else ''}{host}/..."
 
 
 @lru_cache(maxsize=1)

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,42 @@ def test_bad_value_names_the_variable(
     message = str(caught.value)
     assert f"{variable}={value!r}" in message
     assert expected in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [
+        (
+            "DATABASE_URL",
+            "postgres ql://pdm:s3cret@db.example/pdm",
+            "postgres ql://***@db.example/...",
+        ),
+        ("ALERT_WEBHOOK_URL", "ftp://hooks.example/T0/secret-token", "ftp://hooks.example/..."),
+    ],
+)
+def test_a_bad_url_is_named_without_its_secret(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, shown: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert f"{variable}={shown!r}" in message
+    assert "s3cret" not in message and "secret-token" not in message
+
+
+def test_db_echo_logs_each_statement_once(clean_env: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DB_ECHO": "true", "PDM_HOME": str(clean_env / "home")}
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "pdm-orch"), "db", "current"],
+        cwd=clean_env,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [line for line in out.stderr.splitlines() if "PRAGMA main.table_info" in line]
+    assert len(lines) == 1, out.stderr

@@ -337,7 +337,7 @@ def _replay(
                         done = max(e.position for e in source.engines.values()) + 1
                         if done >= shown + 50:
                             shown = done - done % 50
-                            say(f"  cycle {done} of {cycles}")
+                            say(f"  cycle {shown} of {cycles}")
                     stop.set()
 
                 watcher = asyncio.create_task(watch())

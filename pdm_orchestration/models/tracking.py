@@ -98,8 +98,8 @@ class ModelStore:
         self.experiment = experiment
         self.prefix = prefix
         # Without a tracking server MLflow would put artifacts in ./mlruns of whatever the working
-        # directory is: keep them beside a SQLite store instead.
-        self.artifact_location = artifact_location or _beside_sqlite(tracking_uri)
+        # directory is: keep them beside a SQLite store, or under PDM_HOME for a database store.
+        self.artifact_location = artifact_location or _default_artifacts(tracking_uri)
         self.ui_url = (ui_url or _ui_base(tracking_uri)).rstrip("/")
         self._loaded: dict[tuple[str, str], LoadedModel] = {}
 
@@ -323,11 +323,16 @@ def _example_output(pipeline: Pipeline, example: pd.DataFrame):
     return pipeline.predict(example.head(5))
 
 
-def _beside_sqlite(tracking_uri: str) -> str | None:
-    if not tracking_uri.startswith("sqlite:///"):
+def _default_artifacts(tracking_uri: str) -> str | None:
+    """Where a store without a server keeps artifacts (a server decides for itself: None)."""
+    if tracking_uri.startswith(("http://", "https://", "databricks")):
         return None
-    database = Path(tracking_uri.removeprefix("sqlite:///"))
-    return (database.parent / "mlartifacts").resolve().as_uri()
+    if tracking_uri.startswith("sqlite:///"):
+        database = Path(tracking_uri.removeprefix("sqlite:///"))
+        return (database.parent / "mlartifacts").resolve().as_uri()
+    from pdm_orchestration.settings import get_settings
+
+    return (get_settings().pdm_home / "mlartifacts").as_uri()
 
 
 def _ui_base(tracking_uri: str) -> str:

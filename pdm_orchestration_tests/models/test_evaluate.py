@@ -42,7 +42,7 @@ def test_the_replayed_path_agrees_with_the_text_files(
     assert abs(capped - in_memory) < 0.05
     assert 0 < capped < 60 and raw >= 0 and mae > 0 and phm08 > 0
     assert "6 test engines" in result.output and "8 engines" in result.output
-    assert "cycle 150 of" in result.output  # progress while it replays
+    assert re.search(r"  cycle \d+ of 287\n", result.output)  # progress while it replays
 
 
 def test_a_folder_that_is_not_a_cmapss_subset(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """The BI views return the expected rows for known data; pdm_reader reads them and nothing else."""
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -220,3 +221,39 @@ def test_pdm_reader_reads_the_views_and_nothing_else(pg_session_url: str, tmp_pa
                     conn.execute(sa.text(statement))
     finally:
         engine.dispose()
+
+
+def readme_queries() -> list[str]:
+    """The example queries of sql/README.md, Grafana's macros filled in as Grafana would."""
+    text = (Path(__file__).resolve().parents[2] / "sql" / "README.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", text, flags=re.S)
+    queries = [b for b in blocks if b.lstrip().upper().startswith("SELECT")]
+    return [q.replace("$__timeFilter(time)", "true").replace("$device", "pump_1") for q in queries]
+
+
+@pytest.mark.postgres
+def test_the_example_queries_run_as_pdm_reader(pg_session_url: str, tmp_path: Path) -> None:
+    from pdm_orchestration_tests.conftest import _truncate_all
+
+    engine = make_engine(pg_session_url)
+    _truncate_all(engine)
+    load_known(engine, tmp_path)
+    queries = readme_queries()
+    assert len(queries) == 5
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SET ROLE pdm_reader"))
+            results = [conn.execute(sa.text(q)).all() for q in queries]
+    finally:
+        engine.dispose()
+    hourly, risk, plant, weekly, comparison = results
+    assert [r.value for r in hourly] == [105.0, 90.0]
+    assert [(r.metric, r.value) for r in risk] == [
+        ("pdm_rul", 0),
+        ("pdm_failure_risk", 1),
+        ("pdm_rul", 2),
+        ("pdm_rul", 2),
+    ]
+    assert plant[0].device == "pump_1" and plant[0].risk_level == "warn" and len(plant) == 6
+    assert weekly[0].alerts == 1
+    assert [(r.model_name, r.windows, r.agreement) for r in comparison] == [("pdm_rul", 1, 0)]
