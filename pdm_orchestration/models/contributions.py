@@ -27,34 +27,36 @@ def tree_contributions(model: Boosted, X: np.ndarray) -> tuple[np.ndarray, np.nd
     trees = [tree for iteration in model._predictors for tree in iteration]
     if trees and len(model._predictors[0]) != 1:
         raise ValueError("tree contributions support regression and binary classification")
-    contributions = np.zeros((n, n_features))
+    contributions = np.zeros(n * n_features)
+    flat_X = np.ascontiguousarray(X).ravel()
+    base = np.arange(n, dtype=np.int64) * n_features
     bias = np.full(n, float(np.ravel(model._baseline_prediction)[0]))
-    rows_all = np.arange(n)
     for tree in trees:
         nodes = tree.nodes
         if nodes["is_categorical"].any():
             raise ValueError("tree contributions do not support categorical splits")
         value = _node_means(nodes)
         bias += value[0]
+        # Plain arrays of the record's fields, leaves pointing at themselves: every row walks
+        # the tree's depth in lockstep, and a row at its leaf adds nothing more.
+        leaf = nodes["is_leaf"].astype(bool)
+        own = np.arange(len(nodes), dtype=np.int64)
+        feature_of = np.where(leaf, 0, nodes["feature_idx"]).astype(np.int64)
+        threshold = np.where(leaf, np.inf, nodes["num_threshold"]).astype(np.float64)
+        nan_left = nodes["missing_go_to_left"].astype(bool) | leaf
+        left_of = np.where(leaf, own, nodes["left"]).astype(np.int64)
+        right_of = np.where(leaf, own, nodes["right"]).astype(np.int64)
         node = np.zeros(n, dtype=np.int64)
-        rows = rows_all
-        while len(rows):
-            current = node[rows]
-            leaf = nodes["is_leaf"][current].astype(bool)
-            rows, current = rows[~leaf], current[~leaf]
-            if not len(rows):
-                break
-            feature = nodes["feature_idx"][current]
-            x = X[rows, feature]
-            left = np.where(
-                np.isnan(x),
-                nodes["missing_go_to_left"][current].astype(bool),
-                x <= nodes["num_threshold"][current],
-            )
-            child = np.where(left, nodes["left"][current], nodes["right"][current]).astype(np.int64)
-            np.add.at(contributions, (rows, feature), value[child] - value[current])
-            node[rows] = child
-    return contributions, bias
+        for _ in range(int(nodes["depth"].max())):
+            feature = feature_of[node]
+            at = base + feature
+            x = flat_X[at]
+            go_left = np.where(np.isnan(x), nan_left[node], x <= threshold[node])
+            child = np.where(go_left, left_of[node], right_of[node])
+            # One step per row and level: the (row, feature) cells are distinct, so += is exact.
+            contributions[at] += value[child] - value[node]
+            node = child
+    return contributions.reshape(n, n_features), bias
 
 
 def _node_means(nodes: np.ndarray) -> np.ndarray:
