@@ -279,6 +279,15 @@ def evaluate_cmapss(
     from pdm_orchestration.models.evaluate import INFORMATIVE, EvalConfig
     from pdm_orchestration.models.evaluate import evaluate as run
 
+    if database_url is not None:  # the same one-line errors as DATABASE_URL gets
+        from pdm_orchestration.settings import SettingsError, load_settings
+
+        try:
+            engine_for(load_settings(database_url=database_url)).dispose()
+        except SettingsError as exc:
+            raise CliError(str(exc).replace("DATABASE_URL", "--database-url")) from None
+        except CliError as exc:
+            raise CliError(exc.message.replace("DATABASE_URL", "--database-url")) from None
     config = EvalConfig(
         window=window, sensors=INFORMATIVE if sensors == "informative" else None, port=port
     )

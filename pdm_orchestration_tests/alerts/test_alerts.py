@@ -256,3 +256,34 @@ def test_a_webhook_that_is_down_loses_nothing(engine: Engine, plant: dict, recei
     assert nowhere.pending == 1 and "ConnectionError" in nowhere.failed[1]
     up = receiver([])
     assert deliver(engine, up.url).delivered == [1] and len(up.received) == 1
+
+
+def test_the_sensor_posts_new_alerts_and_skips_without_a_url(
+    engine: Engine, plant: dict, db_url: str, receiver
+) -> None:
+    import dagster as dg
+
+    from pdm_orchestration.defs.alerts.assets import alert_webhook_sensor
+    from pdm_orchestration.defs.resources import AlertWebhookResource, PostgresResource
+
+    predict(engine, plant["pump_2"], "WW")
+    evaluate_alerts(engine)
+    hook = receiver(["500", "ok"])
+
+    def tick(url: str, cursor: str | None = None):
+        resources = {
+            "database": PostgresResource(database_url=db_url),
+            "webhook": AlertWebhookResource(url=url, attempts=3),
+        }
+        with dg.build_sensor_context(
+            instance=dg.DagsterInstance.ephemeral(), resources=resources, cursor=cursor
+        ) as context:
+            return alert_webhook_sensor(context)
+
+    skipped = tick("")
+    assert isinstance(skipped, dg.SkipReason) and "ALERT_WEBHOOK_URL" in skipped.skip_message
+    posted = tick(hook.url)
+    assert isinstance(posted, dg.SensorResult)
+    assert json.loads(posted.cursor) == {"delivered": 1, "pending": 0}
+    assert [r["event"] for r in hook.received] == ["opened", "opened"]  # a 500, then taken
+    assert isinstance(tick(hook.url, posted.cursor), dg.SkipReason)  # nothing new

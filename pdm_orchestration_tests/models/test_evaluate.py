@@ -55,3 +55,8 @@ def test_a_folder_that_is_not_a_cmapss_subset(tmp_path: Path) -> None:
     assert find_files(tmp_path).subset == "FD001"  # FD002 is incomplete: ignored
     result = CliRunner().invoke(main, ["evaluate", "cmapss", str(tmp_path / "missing")])
     assert result.exit_code != 0 and "not a folder" in result.output
+    bad = CliRunner().invoke(
+        main, ["evaluate", "cmapss", str(MINI), "--database-url", "mysql://u@127.0.0.1/x"]
+    )
+    assert bad.exit_code != 0
+    assert bad.output.strip().splitlines()[-1].startswith("error: --database-url=mysql://")
