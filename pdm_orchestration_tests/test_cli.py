@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 from pdm_orchestration.cli import main
 from pdm_orchestration.settings import LogLevel
 from pdm_orchestration.storage import migrate
+from pdm_orchestration.storage.engine import make_engine
 from pdm_orchestration_tests.conftest import EXAMPLE_PLANT
 
 
@@ -178,6 +179,12 @@ def test_going_back_further_than_base_is_one_line(run, empty_db: dict[str, str])
     head = migrate.head_revision()
     assert the_error(result) == f"error: cannot go back 99 migrations: the database is at {head}"
     assert f"at {head}, newest {head} (up to date)" in run("db", "current", env=empty_db).output
+    # A relative step needs no "--": two back from the newest.
+    stepped = run("db", "downgrade", "-2", env=empty_db)
+    assert stepped.exit_code == 0, stepped.output
+    engine = make_engine(empty_db["DATABASE_URL"])
+    assert int(migrate.current_revision(engine)) == int(head) - 2
+    engine.dispose()
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ def db_upgrade(settings: Settings, revision: str) -> None:
     click.echo(f"{safe_url(settings)}: at revision {at}")
 
 
-@db.command("downgrade")
+@db.command("downgrade", context_settings={"ignore_unknown_options": True})
 @click.argument("revision", default="-1")
 @pass_settings
 def db_downgrade(settings: Settings, revision: str) -> None:
