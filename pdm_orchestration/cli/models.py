@@ -150,7 +150,7 @@ def models_list(settings: Settings) -> None:
                 ]
             )
     if not rows:
-        click.echo(f"no models in {store.tracking_uri}: run `pdm-orch models train`")
+        click.echo(f"no models in {store.safe_uri}: run `pdm-orch models train`")
         return
     click.echo(
         format_table(["model", "version", "aliases", "windows", "gate metric", "gate"], rows)
@@ -276,7 +276,7 @@ def evaluate_cmapss(
     """Replay a C-MAPSS subset (train_FDxxx, test_FDxxx, RUL_FDxxx in FOLDER) through Modbus,
     the database, the feature and model code; print RMSE, MAE and the PHM08 score."""
     from pdm_orchestration.modbus.replay import DatasetError
-    from pdm_orchestration.models.evaluate import INFORMATIVE, EvalConfig
+    from pdm_orchestration.models.evaluate import INFORMATIVE, EvalConfig, EvaluationError
     from pdm_orchestration.models.evaluate import evaluate as run
 
     if database_url is not None:  # the same one-line errors as DATABASE_URL gets
@@ -300,7 +300,7 @@ def evaluate_cmapss(
             config=config,
             say=click.echo,
         )
-    except DatasetError as exc:
+    except (DatasetError, EvaluationError) as exc:
         raise CliError(str(exc)) from None
     click.echo(
         f"{result.subset}: {result.engines_scored} test engines, {result.readings} readings "

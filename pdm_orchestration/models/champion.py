@@ -72,13 +72,21 @@ def _compare(
         version = champion.version if champion else None
         return Verdict(family, challenger.version, version, passed, reason, metric, mine, theirs)
 
-    run = store.client().get_run(challenger.run_id) if challenger.run_id else None
+    run = store.run(challenger.run_id) if challenger.run_id else None
     if run is not None and run.data.params.get("refit_on_all") == "True":
         return verdict(False, "fitted on its own validation rows (refit_on_all): promote by hand")
     if champion is None:
         return verdict(True, "no champion yet")
     if champion.version == challenger.version:
         return verdict(True, "already the champion")
+    same = (champion.spec.name, champion.horizon) == (challenger.spec.name, challenger.horizon)
+    if not same:
+        return verdict(
+            False,
+            f"the champion learned from {champion.spec.name} windows (horizon "
+            f"{champion.horizon:g}), the challenger from {challenger.spec.name} (horizon "
+            f"{challenger.horizon:g}): not comparable; promote by hand if that is the change",
+        )
     validation = store.validation_frame(challenger.run_id) if challenger.run_id else None
     if validation is None or validation.empty:
         return verdict(False, "the challenger logged no validation rows")
@@ -143,6 +151,10 @@ def promote(
             f"({reason}); use --force to promote it anyway"
         )
     store.set_alias(family, CHAMPION, version)
+    challenger = store.version(family, CHALLENGER)
+    if challenger is not None and str(challenger.version) == version:
+        # Promoted, it is no longer a challenger: the next training names the next one.
+        store.drop_alias(family, CHALLENGER)
     if force and tags.get("validation_status") != PASSED:
         store.tag_version(family, version, {"promoted_by_hand": "true"})
     return version

@@ -186,6 +186,7 @@ def evaluate(
     spec = WindowSpec.of_samples(config.window)
     try:
         migrate.upgrade(engine)
+        _own_database(engine, files.subset)
         clock = _Clock(seconds)
         with clock("replay_train"):
             say(f"replaying {files.train.name} ({train_frame['unit'].nunique()} engines) ...")
@@ -264,6 +265,23 @@ def evaluate(
         engines_scored=len(units),
         seconds=seconds,
     )
+
+
+class EvaluationError(ValueError):
+    """The evaluation cannot run where it was pointed (the message says why)."""
+
+
+def _own_database(engine: Engine, subset: str) -> None:
+    """The evaluation applies plants of its own, which deactivate every other device: it needs a
+    database of its own (or one it used before)."""
+    with engine.connect() as connection:
+        names = connection.execute(sa.select(devices.c.name)).scalars().all()
+    foreign = [n for n in names if not n.startswith((f"{subset}_train_", f"{subset}_test_"))]
+    if foreign:
+        raise EvaluationError(
+            f"the database holds {len(foreign)} device(s) of another plant (first: {foreign[0]}): "
+            "the evaluation would deactivate them; give it an empty database"
+        )
 
 
 class _Clock:

@@ -132,7 +132,9 @@ def build_pipeline(name: str, params: dict, horizon: float, span: float = 1.0) -
         "random_state": 0,
     }
     if name == "failure_risk":
-        model = HistGradientBoostingClassifier(class_weight="balanced", **trees)
+        # Unweighted: its output is then a probability (weighting the rare class would inflate
+        # it, and the risk thresholds and the Brier score read it as one).
+        model = HistGradientBoostingClassifier(**trees)
     else:
         model = HistGradientBoostingRegressor(**trees)
     return Pipeline([("model", model)])

@@ -157,8 +157,11 @@ class Split:
             settled &= self.early[TARGETS[target]] <= self.cutoff
         return ~self.on_validation_device & ~self.after_cutoff & settled
 
-    def validation(self, target: str) -> pd.Series:
-        return (self.on_validation_device | self.after_cutoff) & self.late[target].notna()
+    def validation(self, target: str | None) -> pd.Series:
+        """Rows that judge a model: held-out devices and every window after the cutoff, not
+        under repair (with a known label of `target`, when it learns one)."""
+        rows = (self.on_validation_device | self.after_cutoff) & ~self.late["in_repair"]
+        return rows if target is None else rows & self.late[target].notna()
 
     def labels(self, target: str) -> pd.Series:
         """The label of each row: as training knew it on training rows, as known now elsewhere."""

@@ -13,6 +13,8 @@ its rows, never duplicates them, and a failure leaves no partial set behind.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import time
@@ -28,7 +30,7 @@ from pdm_orchestration.features.windows import WindowSpec
 from pdm_orchestration.models import families
 from pdm_orchestration.models.families import RiskPolicy
 from pdm_orchestration.models.frames import AGE, load_feature_frame, sensor_of
-from pdm_orchestration.models.tracking import LoadedModel, ModelStore
+from pdm_orchestration.models.tracking import CHAMPION, LoadedModel, ModelStore
 from pdm_orchestration.models.training import current_limits
 from pdm_orchestration.storage.bulk import upsert_frame
 from pdm_orchestration.storage.schema import devices, maintenance_predictions, plc_register_map
@@ -57,8 +59,17 @@ def load_models(
         model = store.load(families.family(name).name, alias=alias)
         if model is None:
             notes.append(f"{store.model_name(name)} has no {alias!r} version")
-        else:
-            found.append(model)
+            continue
+        if alias != CHAMPION:
+            # Its rows are the champion's rows (same version): scoring them again under another
+            # alias would relabel them.
+            champion = store.version(name, CHAMPION)
+            if champion is not None and str(champion.version) == model.version:
+                notes.append(
+                    f"{store.model_name(name)} {alias!r} is the champion (v{model.version})"
+                )
+                continue
+        found.append(model)
     return found, notes
 
 
@@ -127,6 +138,7 @@ def score(
             .scalars()
             .all()
         )
+        limits = current_limits(connection)
         for model in models:
             if model.spec.name not in frames:
                 frames[model.spec.name] = load_feature_frame(
@@ -136,6 +148,8 @@ def score(
     for model in models:
         frame = frames[model.spec.name]
         scored_devices |= set(frame["device"])
+        if model.family == "rules":
+            model = _with_limits(model, limits)
         rows = _score_model(model, frame, known_sensors, fallback)
         rows["predicted_at"] = predicted_at
         rows["dagster_run_id"] = run_id
@@ -152,6 +166,14 @@ def score(
     summary.devices_without_windows = sorted(active - scored_devices)
     summary.seconds = time.perf_counter() - began
     return summary
+
+
+def _with_limits(model: LoadedModel, limits: dict) -> LoadedModel:
+    """The rules model with the limits in force now: the plant file is the authority on limits,
+    the registered version keeps its method (horizon, trend significance)."""
+    pipeline = copy.deepcopy(model.pipeline)
+    rules = pipeline.steps[-1][1].fit(limits=limits)
+    return dataclasses.replace(model, pipeline=pipeline, columns=["device", *rules.feature_names])
 
 
 def _score_model(

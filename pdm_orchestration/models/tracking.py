@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import pandas as pd
@@ -119,9 +120,15 @@ class ModelStore:
         except Exception as exc:  # connection errors, a broken SQLite store, ...
             raise TrackingUnavailable(self._unavailable(what, exc)) from None
 
+    @property
+    def safe_uri(self) -> str:
+        """The tracking URI without a password (for messages and logs)."""
+        return _hide_password(self.tracking_uri)
+
     def _unavailable(self, what: str, exc: BaseException) -> str:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        return f"MLflow tracking store {self.tracking_uri} unavailable while {what}: {first}"
+        first = first.replace(self.tracking_uri, self.safe_uri)
+        return f"MLflow tracking store {self.safe_uri} unavailable while {what}: {first}"
 
     def client(self) -> MlflowClient:
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
@@ -140,6 +147,10 @@ class ModelStore:
                 raise TrackingUnavailable(self._unavailable("connecting", exc)) from None
         with self._reaching("connecting"):
             self.client().search_experiments(max_results=1)
+
+    def run(self, run_id: str):
+        with self._reaching("reading a run"):
+            return self.client().get_run(run_id)
 
     def run_url(self, run_id: str) -> str:
         with self._reaching("reading a run"):
@@ -236,6 +247,10 @@ class ModelStore:
         with self._reaching("moving an alias"):
             self.client().set_registered_model_alias(self.model_name(family), alias, version)
 
+    def drop_alias(self, family: str, alias: str) -> None:
+        with self._reaching("removing an alias"):
+            self.client().delete_registered_model_alias(self.model_name(family), alias)
+
     def tag_version(self, family: str, version: str, tags: dict[str, str]) -> None:
         with self._reaching("tagging a version"):
             client = self.client()
@@ -321,6 +336,14 @@ def trusted_types(pipeline: Pipeline) -> list[str]:
 
 def _example_output(pipeline: Pipeline, example: pd.DataFrame):
     return pipeline.predict(example.head(5))
+
+
+def _hide_password(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _default_artifacts(tracking_uri: str) -> str | None:

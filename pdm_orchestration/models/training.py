@@ -159,9 +159,7 @@ def assemble(
         if train.any():  # a column the training rows never fill teaches nothing
             filled = frame.loc[train, columns].notna().sum()
             columns = [c for c in columns if filled[c] >= 2 or c == AGE]
-    validation = (split.on_validation_device | split.after_cutoff) & ~split.late["in_repair"]
-    if target is not None:
-        validation &= split.late[target].notna()
+    validation = split.validation(target)
     if name == "rules":
         everything = train
     elif target is None:

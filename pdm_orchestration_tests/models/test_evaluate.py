@@ -60,3 +60,21 @@ def test_a_folder_that_is_not_a_cmapss_subset(tmp_path: Path) -> None:
     )
     assert bad.exit_code != 0
     assert bad.output.strip().splitlines()[-1].startswith("error: --database-url=mysql://")
+
+
+def test_evaluate_refuses_a_database_that_holds_a_plant(
+    engine, db_url: str, tmp_path: Path
+) -> None:
+    from pdm_orchestration.plant.config import load_plant
+    from pdm_orchestration.plant.registry import apply_plant
+    from pdm_orchestration_tests.conftest import EXAMPLE_PLANT
+
+    apply_plant(engine, load_plant(EXAMPLE_PLANT))
+    result = CliRunner().invoke(
+        main,
+        ["evaluate", "cmapss", str(MINI), "--database-url", db_url, "--workdir", str(tmp_path)],
+    )
+    assert result.exit_code != 0
+    assert "device(s) of another plant" in result.output.strip().splitlines()[-1]
+    with engine.connect() as conn:  # nothing was deactivated
+        assert conn.exec_driver_sql("SELECT count(*) FROM devices WHERE active").scalar() == 12

@@ -182,3 +182,21 @@ def test_one_join_leads_from_a_prediction_to_its_readings(
             ).all()
             assert len(rows) == reading_count  # every reading of the window, no other
             assert all(r.data_type == "float32" and r.register_map_id for r in rows)
+
+
+def test_rules_score_with_the_limits_in_force(history: Engine, store: ModelStore) -> None:
+    trained(history, store, "rules")
+    models, _ = scoring.load_models(store, ["rules"], CHAMPION)
+    scoring.score(history, models, START, END)
+    before = predictions(history)["risk_level"].value_counts()
+    # The plant file now puts the warn limit of the bearings far lower: no retraining needed.
+    m = plc_register_map.c
+    with history.begin() as conn:
+        conn.execute(
+            plc_register_map.update()
+            .where(m.sensor == "bearing_temp", m.valid_to.is_(None))
+            .values(warn_high=40.0)
+        )
+    scoring.score(history, models, START, END)
+    after = predictions(history)["risk_level"].value_counts()
+    assert after.get("ok", 0) == 0 < before.get("ok", 0)  # 60 degC and up: past 40 everywhere

@@ -63,7 +63,7 @@ def test_the_gate_promotes_only_a_better_challenger(history: Engine, store: Mode
     verdict = champion.judge(store, "rul")
     assert verdict.passed and verdict.reason == "no champion yet"
     champion.promote(store, "rul")
-    assert store.aliases("rul") == {CHALLENGER: "1", CHAMPION: "1"}
+    assert store.aliases("rul") == {CHAMPION: "1"}  # promoted, it is no challenger any more
     # A weaker model (a single boosting step) does not beat it on the same windows.
     weak = training.TrainConfig.for_family("rul", params={"max_iter": 1})
     second = training.train(history, store, weak)
