@@ -9,9 +9,10 @@ windows say nothing and are skipped. Per device, the alert key `<device>:risk`:
 - resolves when it has been at watch or below for `resolve_after` windows in a row.
 
 So a score that flaps around the warn limit neither opens nor resolves alerts one window at a
-time. An acknowledged alert stays the one alert of its key until it resolves: it cannot fire
-again meanwhile. Every opening, escalation and resolution goes to the notification outbox in the
-same transaction as the alert change.
+time. Each device's windows are judged once, in order; a window rescored after it was judged is
+not judged again. An acknowledged alert stays the one alert of its key until it resolves: it
+cannot fire again meanwhile. Every opening, escalation and resolution goes to the notification
+outbox in the same transaction as the alert change.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pdm_orchestration.storage.schema import (
 )
 
 DECIDING_ALIASES = ("champion", "builtin")
+LOCK_KEY = 730_151  # pg_advisory_xact_lock key of alert evaluation
 WARN, WATCH = RISK_NAMES.index("warn"), RISK_NAMES.index("watch")
 
 
@@ -60,9 +62,16 @@ def evaluate_alerts(
     now = now or datetime.now(UTC)
     summary = AlertSummary()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # One judge at a time (the asset and `pdm-orch alerts evaluate` may overlap).
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
         state = {row.device_id: row for row in conn.execute(sa.select(alert_state))}
-        risks = _risks(conn)
         names = dict(conn.execute(sa.select(devices.c.id, devices.c.name)).all())
+        # Only what is newer than the devices' watermarks (all of it while a device has none).
+        since = min((r.last_window_end for r in state.values()), default=None)
+        if len(state) < len(names):
+            since = None
+        risks = _risks(conn, since)
         for device_id, rows in risks.groupby("device_id", sort=True):
             before = state.get(device_id)
             if before is not None:
@@ -110,11 +119,11 @@ def evaluate_alerts(
     return summary
 
 
-def _risks(conn: sa.Connection) -> pd.DataFrame:
-    """Per device and window: the highest deciding risk, and the prediction that says it."""
+def _risks(conn: sa.Connection, since: datetime | None) -> pd.DataFrame:
+    """Per device and window after `since`: the highest deciding risk, and its prediction."""
     p = maintenance_predictions.c
     rank = sa.case(*((p.risk_level == name, i) for i, name in enumerate(RISK_NAMES)))
-    rows = conn.execute(
+    query = (
         sa.select(p.device_id, p.window_end, rank.label("rank"), p.id, p.model_name, p.top_sensors)
         .join(devices, devices.c.id == p.device_id)
         .where(
@@ -123,7 +132,10 @@ def _risks(conn: sa.Connection) -> pd.DataFrame:
             devices.c.active.is_(True),
         )
         .order_by(p.device_id, p.window_end, rank.desc(), p.id)
-    ).all()
+    )
+    if since is not None:
+        query = query.where(p.window_end > since)
+    rows = conn.execute(query).all()
     frame = pd.DataFrame(
         rows, columns=["device_id", "window_end", "rank", "id", "model_name", "top_sensors"]
     )

@@ -46,8 +46,8 @@ def payload(row: sa.Row) -> dict[str, object]:
         "alert": {
             "id": row.alert_id,
             "device": row.device,
-            "severity": row.severity,
-            "status": row.status,
+            "severity": row.severity,  # when this event happened
+            "status_now": row.status,
             "message": row.message,
             "opened_at": row.opened_at.isoformat() if row.opened_at else None,
             "prediction_id": row.prediction_id,
@@ -64,10 +64,58 @@ def deliver(
     attempts: int = 3,
     backoff_s: float = 0.5,
     limit: int = 50,
-    session: requests.Session | None = None,
 ) -> Delivery:
-    """POST undelivered notifications (oldest first); stop at the first that cannot be delivered,
-    so they arrive in order."""
+    """POST undelivered notifications, oldest first.
+
+    A receiver that is away (timeouts, refused connections, 5xx, 408, 429) stops the delivery, so
+    notifications arrive in order once it is back; one it refuses for good (another 4xx) stays in
+    the outbox with its error and the next ones go on. On PostgreSQL each notification is claimed
+    (`FOR UPDATE SKIP LOCKED`) while it is sent, so two deliveries at once never send one twice.
+    """
+    n = alert_notifications.c
+    result = Delivery()
+    with engine.connect() as conn:
+        pending = (
+            conn.execute(
+                sa.select(n.id).where(n.delivered_at.is_(None)).order_by(n.id).limit(limit)
+            )
+            .scalars()
+            .all()
+        )
+    with requests.Session() as http:
+        for notification_id in pending:
+            outcome = _deliver_one(
+                engine, http, url, notification_id, timeout_s, attempts, backoff_s
+            )
+            if outcome is None:
+                continue  # delivered meanwhile by someone else
+            error, away = outcome
+            if error is None:
+                result.delivered.append(notification_id)
+                continue
+            log.warning(
+                "alert notification %d not delivered to %s: %s", notification_id, where(url), error
+            )
+            result.failed[notification_id] = error
+            if away:
+                break
+    with engine.connect() as conn:
+        result.pending = conn.execute(
+            sa.select(sa.func.count()).where(n.delivered_at.is_(None))
+        ).scalar_one()
+    return result
+
+
+def _deliver_one(
+    engine: Engine,
+    http: requests.Session,
+    url: str,
+    notification_id: int,
+    timeout_s: float,
+    attempts: int,
+    backoff_s: float,
+) -> tuple[str | None, bool] | None:
+    """(error or None, whether the receiver is away); None when there was nothing to send."""
     n, a, d = alert_notifications.c, alerts.c, devices.c
     query = (
         sa.select(
@@ -84,17 +132,15 @@ def deliver(
         )
         .join(alerts, a.id == n.alert_id)
         .join(devices, d.id == a.device_id)
-        .where(n.delivered_at.is_(None))
-        .order_by(n.id)
-        .limit(limit)
+        .where(n.id == notification_id, n.delivered_at.is_(None))
     )
-    result = Delivery()
-    http = session or requests.Session()
-    with engine.connect() as conn:
-        pending = conn.execute(query).all()
-    for row in pending:
-        error = None
-        tried = 0
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(of=alert_notifications, skip_locked=True)
+        row = conn.execute(query).first()
+        if row is None:
+            return None
+        error, away, tried = None, False, 0
         for attempt in range(attempts):
             tried += 1
             try:
@@ -107,26 +153,21 @@ def deliver(
                     },
                     timeout=timeout_s,
                 )
+            except requests.RequestException as exc:
+                # Not str(exc): it holds the URL, whose path may be a secret.
+                error, away = f"{type(exc).__name__} from {where(url)}", True
+            else:
                 if 200 <= answer.status_code < 300:
                     error = None
                     break
-                error = f"HTTP {answer.status_code}"
-            except requests.RequestException as exc:
-                error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                error = f"HTTP {answer.status_code} from {where(url)}"
+                away = answer.status_code >= 500 or answer.status_code in (408, 429)
+                if not away:
+                    break  # refused for good: retrying will not help
             if attempt + 1 < attempts:
                 time.sleep(backoff_s * 2**attempt)
-        with engine.begin() as conn:
-            values: dict[str, object] = {"attempts": n.attempts + tried, "last_error": error}
-            if error is None:
-                values["delivered_at"] = datetime.now(UTC)
-            conn.execute(alert_notifications.update().where(n.id == row.id).values(**values))
-        if error is not None:
-            log.warning("alert notification %d not delivered to %s: %s", row.id, where(url), error)
-            result.failed[row.id] = error
-            break
-        result.delivered.append(row.id)
-    with engine.connect() as conn:
-        result.pending = conn.execute(
-            sa.select(sa.func.count()).where(n.delivered_at.is_(None))
-        ).scalar_one()
-    return result
+        values: dict[str, object] = {"attempts": n.attempts + tried, "last_error": error}
+        if error is None:
+            values["delivered_at"] = datetime.now(UTC)
+        conn.execute(alert_notifications.update().where(n.id == row.id).values(**values))
+    return error, away

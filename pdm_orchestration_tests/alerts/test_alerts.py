@@ -195,7 +195,7 @@ class Receiver:
                 action = receiver.script.pop(0) if receiver.script else "ok"
                 if action == "slow":
                     time.sleep(1.0)
-                code = 500 if action == "500" else 204
+                code = {"500": 500, "400": 400}.get(action, 204)
                 try:
                     self.send_response(code)
                     self.end_headers()
@@ -251,11 +251,25 @@ def test_a_webhook_that_is_down_loses_nothing(engine: Engine, plant: dict, recei
     assert done.delivered == [] and done.pending == 1 and "HTTP 500" in done.failed[1]
     with engine.connect() as conn:
         row = conn.execute(sa.select(alert_notifications)).one()
-    assert row.attempts == 2 and row.delivered_at is None and row.last_error == "HTTP 500"
-    nowhere = deliver(engine, "http://127.0.0.1:9/hook", attempts=1)
-    assert nowhere.pending == 1 and "ConnectionError" in nowhere.failed[1]
+    assert row.attempts == 2 and row.delivered_at is None
+    assert row.last_error == f"HTTP 500 from http://127.0.0.1:{down.server.server_port}"
+    nowhere = deliver(engine, "http://127.0.0.1:9/hooks/T00/secret-token", attempts=1)
+    assert nowhere.pending == 1
+    assert nowhere.failed[1] == "ConnectionError from http://127.0.0.1:9"  # no path, no secret
     up = receiver([])
     assert deliver(engine, up.url).delivered == [1] and len(up.received) == 1
+
+
+def test_a_notification_refused_for_good_does_not_hold_up_the_others(
+    engine: Engine, plant: dict, receiver
+) -> None:
+    predict(engine, plant["pump_1"], "WW")
+    predict(engine, plant["pump_2"], "WW")
+    evaluate_alerts(engine)
+    picky = receiver(["400", "ok"])  # the first payload is refused, the second taken
+    done = deliver(engine, picky.url, attempts=3, backoff_s=0.01)
+    assert done.delivered == [2] and list(done.failed) == [1] and done.pending == 1
+    assert len(picky.received) == 2  # a 400 is not retried
 
 
 def test_the_sensor_posts_new_alerts_and_skips_without_a_url(
