@@ -159,3 +159,40 @@ def test_out_of_range_readings_are_caught_then_moved_to_their_month(fresh_pg_url
     indexes = {ix["name"] for ix in sa.inspect(engine).get_indexes(_month(old))}
     assert any("device_id_ts" in name for name in indexes)
     engine.dispose()
+
+
+def test_sqlite_migrations_keep_what_refers_to_a_rebuilt_table(tmp_path: Path) -> None:
+    """SQLite rebuilds a table to change it; the rows that point at it must keep pointing."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate.upgrade(engine, "0003")
+    t0 = "2026-05-01 00:00:00.000000"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO devices (id, name, active, address_base, byte_order, poll_groups, "
+            f"unreadable, created_at, updated_at) VALUES (1, 'p', 1, 0, 'ABCD', '{{}}', '[]', "
+            f"'{t0}', '{t0}')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO feature_windows (id, device_id, window_start, window_end, features, "
+            "reading_count, quality_flags, register_map_ids, computed_at, window_spec) VALUES "
+            f"(5, 1, '{t0}', '{t0}', '{{}}', 0, '{{}}', '[]', '{t0}', '60min/10min')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO maintenance_predictions (id, device_id, window_start, window_end, "
+            "feature_window_id, predicted_at, model_name, model_version, status) VALUES "
+            f"(7, 1, '{t0}', '{t0}', 5, '{t0}', 'pdm_rul', '1', 'scored')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO alerts (id, device_id, prediction_id, severity, status, dedup_key, "
+            f"message, opened_at, updated_at) VALUES (3, 1, 7, 'warn', 'open', 'p:risk', 'm', "
+            f"'{t0}', '{t0}')"
+        )
+    migrate.upgrade(engine)
+    migrate.downgrade(engine, "0003")
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT prediction_id FROM alerts").scalar() == 7
+        link = "SELECT feature_window_id FROM maintenance_predictions"
+        assert conn.exec_driver_sql(link).scalar() == 5
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # enforced again
+    engine.dispose()

@@ -138,7 +138,10 @@ def load_known(engine: Engine, tmp_path: Path) -> dict[str, int]:
                     rul_estimate=15.0,
                     time_unit="h",
                     top="bearing_temp",
-                )
+                ),
+                prediction(
+                    p1, 20, "pdm_failure_risk", "champion", "watch", failure_probability=0.3
+                ),
             ],
         )
     evaluate_alerts(engine)
@@ -169,7 +172,7 @@ def test_views_answer_what_they_promise(engine: Engine, known: dict[str, int]) -
     assert [(r.readings, r.good_readings, r.mean) for r in hourly] == [(3, 2, 105.0), (1, 1, 90.0)]
     assert str(hourly[0].time).startswith("2026-05-01 12:00")
     history = view(engine, "v_prediction_history", "prediction_id")
-    assert len(history) == 6 and {r.model_alias for r in history} == {
+    assert len(history) == 7 and {r.model_alias for r in history} == {
         "champion",
         "challenger",
         "builtin",
@@ -252,6 +255,7 @@ def test_the_example_queries_run_as_pdm_reader(pg_session_url: str, tmp_path: Pa
         ("pdm_rul", 0),
         ("pdm_failure_risk", 1),
         ("pdm_rul", 2),
+        ("pdm_failure_risk", 1),
         ("pdm_rul", 2),
     ]
     assert plant[0].device == "pump_1" and plant[0].risk_level == "warn" and len(plant) == 6
