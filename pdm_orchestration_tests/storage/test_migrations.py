@@ -196,3 +196,47 @@ def test_sqlite_migrations_keep_what_refers_to_a_rebuilt_table(tmp_path: Path) -
         assert conn.exec_driver_sql(link).scalar() == 5
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # enforced again
     engine.dispose()
+
+
+def test_0006_latest_predictions_drop_a_model_that_stopped_scoring(empty_url: str) -> None:
+    """0005's view kept each model's newest window on its own; from 0006 only the device's newest
+    scored window counts (the built-in rules, retired once a champion scores, drop out)."""
+    engine = make_engine(empty_url)
+    migrate.upgrade(engine, "0005")
+    now = datetime(2026, 5, 1, 12, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO devices (id, name, active, address_base, byte_order, poll_groups, "
+                "unreadable, created_at, updated_at) "
+                "VALUES (1, 'p', :yes, 0, 'ABCD', '{}', '[]', :t, :t)"
+            ),
+            {"yes": True, "t": now},
+        )
+        for i, (model, alias, hour) in enumerate(
+            (("pdm_rules", "builtin", 9), ("pdm_rul", "champion", 11)), start=1
+        ):
+            end = datetime(2026, 5, 1, hour, tzinfo=UTC)
+            conn.execute(
+                sa.text(
+                    "INSERT INTO maintenance_predictions (id, device_id, window_start, "
+                    "window_end, predicted_at, model_name, model_version, model_alias, status, "
+                    "risk_level) VALUES (:id, 1, :end, :end, :t, :model, '1', :alias, 'scored', "
+                    "'ok')"
+                ),
+                {"id": i, "end": end, "t": now, "model": model, "alias": alias},
+            )
+
+    def latest() -> list[str]:
+        with engine.connect() as conn:
+            query = "SELECT model_name FROM v_latest_predictions ORDER BY model_name"
+            return list(conn.execute(sa.text(query)).scalars())
+
+    assert latest() == ["pdm_rul", "pdm_rules"]  # 0005: the stale rules row stays
+    migrate.upgrade(engine, "0006")
+    assert latest() == ["pdm_rul"]
+    with engine.connect() as conn:  # the view on top of it still reads it
+        assert conn.execute(sa.text("SELECT risk_from FROM v_device_health")).scalar() == "pdm_rul"
+    migrate.downgrade(engine, "0005")
+    assert latest() == ["pdm_rul", "pdm_rules"]
+    engine.dispose()

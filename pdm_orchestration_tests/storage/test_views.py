@@ -198,6 +198,23 @@ def test_views_answer_what_they_promise(engine: Engine, known: dict[str, int]) -
 
 
 @pytest.mark.postgres
+def test_hours_are_utc_hours_in_any_session_time_zone(pg_session_url: str, tmp_path: Path) -> None:
+    from pdm_orchestration_tests.conftest import _truncate_all
+
+    engine = make_engine(pg_session_url)
+    _truncate_all(engine)
+    load_known(engine, tmp_path)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SET TIME ZONE 'Asia/Kolkata'"))  # UTC+05:30
+            query = "SELECT time, readings FROM v_readings_hourly ORDER BY time"
+            hours = [(t.astimezone(UTC).isoformat(), n) for t, n in conn.execute(sa.text(query))]
+        assert hours == [("2026-05-01T12:00:00+00:00", 3), ("2026-05-01T13:00:00+00:00", 1)]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
 def test_pdm_reader_reads_the_views_and_nothing_else(pg_session_url: str, tmp_path: Path) -> None:
     from pdm_orchestration_tests.conftest import _truncate_all
 

@@ -58,16 +58,14 @@ def _rename_checks() -> None:
                     op.execute(f'ALTER TABLE {table} RENAME CONSTRAINT "{name}" TO "{good}"')
 
 
-RENAMES = (("horizon_hours", "horizon"), ("rul_unit", "time_unit"))
-
-
 def upgrade() -> None:
-    # Both PostgreSQL and SQLite (3.25+) rename a column in place: no copy of the table.
-    for old, new in RENAMES:
-        op.execute(f"ALTER TABLE maintenance_predictions RENAME COLUMN {old} TO {new}")
+    with op.batch_alter_table("maintenance_predictions") as batch:
+        batch.alter_column("horizon_hours", new_column_name="horizon")
+        batch.alter_column("rul_unit", new_column_name="time_unit")
     _rename_checks()
 
 
 def downgrade() -> None:
-    for old, new in RENAMES:
-        op.execute(f"ALTER TABLE maintenance_predictions RENAME COLUMN {new} TO {old}")
+    with op.batch_alter_table("maintenance_predictions") as batch:
+        batch.alter_column("horizon", new_column_name="horizon_hours")
+        batch.alter_column("time_unit", new_column_name="rul_unit")

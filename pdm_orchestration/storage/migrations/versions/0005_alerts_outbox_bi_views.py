@@ -39,18 +39,11 @@ RISK_RANK = (
 def _views(dialect: str) -> dict[str, str]:
     pg = dialect == "postgresql"
     top = "p.top_sensors -> 0 ->> 'sensor'" if pg else "json_extract(p.top_sensors, '$[0].sensor')"
-    # The hour in UTC whatever the session's time zone (half-hour zones would shift buckets).
-    hour = (
-        "date_trunc('hour', r.ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'"
-        if pg
-        else "strftime('%Y-%m-%d %H:00:00', r.ts)"
-    )
+    hour = "date_trunc('hour', r.ts)" if pg else "strftime('%Y-%m-%d %H:00:00', r.ts)"
     rank = RISK_RANK.format(c="p.risk_level")
     return {
-        # The predictions of each device's newest scored window, one per model (its most recently
-        # scored version), from the models that decide (champion, or the built-in rules while no
-        # model exists). A model that no longer scores (built-in rules once models exist) drops
-        # out with its old windows.
+        # The newest prediction of each device and model, from the versions that decide (champion,
+        # or the built-in rules while no model exists).
         "v_latest_predictions": f"""
 SELECT device_id, device, site, line, kind, model_name, model_version, model_alias,
        mlflow_run_id, window_start, window_end, window_end AS time, predicted_at,
@@ -63,14 +56,10 @@ FROM (
            p.time_unit, p.risk_level, {rank} AS risk_rank, p.status, {top} AS top_sensor,
            p.top_sensors, p.feature_window_id, p.dagster_run_id,
            ROW_NUMBER() OVER (
-               PARTITION BY p.device_id, p.model_name ORDER BY p.predicted_at DESC, p.id DESC
+               PARTITION BY p.device_id, p.model_name ORDER BY p.window_end DESC
            ) AS newest
     FROM maintenance_predictions AS p
     JOIN devices AS d ON d.id = p.device_id
-    JOIN (
-        SELECT device_id, max(window_end) AS window_end FROM maintenance_predictions
-        WHERE model_alias IN ('champion', 'builtin') GROUP BY device_id
-    ) AS latest ON latest.device_id = p.device_id AND latest.window_end = p.window_end
     WHERE p.model_alias IN ('champion', 'builtin') AND d.active
 ) AS ranked
 WHERE newest = 1""",
@@ -172,8 +161,9 @@ VIEW_ORDER = (
 
 
 def upgrade() -> None:
-    op.add_column("alerts", sa.Column("escalated_at", Timestamp))
-    op.add_column("alerts", sa.Column("resolved_by", sa.Text))
+    with op.batch_alter_table("alerts") as batch:
+        batch.add_column(sa.Column("escalated_at", Timestamp))
+        batch.add_column(sa.Column("resolved_by", sa.Text))
     op.create_table(
         "alert_state",
         sa.Column("device_id", sa.Integer, nullable=False),
