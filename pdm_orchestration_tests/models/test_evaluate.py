@@ -43,6 +43,11 @@ def test_the_replayed_path_agrees_with_the_text_files(
     assert 0 < capped < 60 and raw >= 0 and mae > 0 and phm08 > 0
     assert "6 test engines" in result.output and "8 engines" in result.output
     assert re.search(r"  cycle \d+ of 287\n", result.output)  # progress while it replays
+    # Every cycle of every engine once, 24 values each (the repeats of finished engines not
+    # counted): the rows of the files, as the database holds them.
+    for name, engines in (("train_FD001.txt", 8), ("test_FD001.txt", 6)):
+        cycles = sum(1 for line in (MINI / name).read_text().splitlines() if line.strip())
+        assert f"  {cycles * 24} readings of {engines} engines stored" in result.output
 
 
 def test_a_folder_that_is_not_a_cmapss_subset(tmp_path: Path) -> None:
