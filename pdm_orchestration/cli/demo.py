@@ -369,7 +369,7 @@ def _health(settings: Settings) -> str:
                 r.device,
                 r.kind,
                 when(r.last_reading_at),
-                r.risk_level or "-",
+                r.risk_level or ("bad data" if r.status == "suppressed_bad_data" else "-"),
                 (r.risk_from or "-").removeprefix("pdm_"),
                 number(r.failure_probability),
                 number(r.rul_estimate, f" {r.rul_unit}" if r.rul_unit else ""),

@@ -197,6 +197,32 @@ def test_views_answer_what_they_promise(engine: Engine, known: dict[str, int]) -
     assert [(r.device, r.sensor, r.error_rate) for r in quality] == [("pump_2", "flow", 1.0)]
 
 
+def test_device_health_says_when_bad_data_stopped_the_models(
+    engine: Engine, known: dict[str, int]
+) -> None:
+    p4 = known["pump_4"]
+    suppressed = {"status": "suppressed_bad_data", "top_sensors": None}
+    with engine.begin() as conn:
+        conn.execute(
+            maintenance_predictions.insert(),
+            [
+                prediction(p4, 10, "pdm_rul", "champion", "alarm", rul_estimate=2.0, time_unit="h"),
+                {**prediction(p4, 20, "pdm_rul", "champion", None), **suppressed},
+                {**prediction(p4, 20, "pdm_failure_risk", "champion", None), **suppressed},
+            ],
+        )
+    health = {r.device: r for r in view(engine, "v_device_health", "device")}
+    p4_health = health["pump_4"]
+    # The newest window: no risk (the old alarm is not the risk now), and the reason why.
+    assert (p4_health.status, p4_health.risk_level, p4_health.rul_estimate) == (
+        "suppressed_bad_data",
+        None,
+        None,
+    )
+    assert str(p4_health.time)[:16] == "2026-05-01 12:20"
+    assert health["pump_1"].status == "scored" and health["pump_3"].status is None
+
+
 @pytest.mark.postgres
 def test_hours_are_utc_hours_in_any_session_time_zone(pg_session_url: str, tmp_path: Path) -> None:
     from pdm_orchestration_tests.conftest import _truncate_all

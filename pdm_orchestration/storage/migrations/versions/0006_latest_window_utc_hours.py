@@ -1,14 +1,17 @@
-"""Two views corrected:
+"""Three views corrected:
 
 - `v_latest_predictions`: the predictions of each device's newest scored window, one per model (its
   most recently scored version). 0005 took each model's newest window on its own, so a model that
   no longer scores (the built-in rules once a champion exists) kept its old, stale row beside the
   champion's, and `v_device_health` could report its risk;
+- `v_device_health`: a column `status` at the end: `scored`, or `suppressed_bad_data` when a
+  blocking data-quality check stopped every model at the device's newest window (its risk is then
+  empty, and this says why); `time` is that window's end in both cases;
 - `v_readings_hourly`: hours cut in UTC whatever the session's time zone (a half-hour zone shifted
   the buckets).
 
-Same columns as before, so grants and the views built on them stay. The downgrade restores 0005's
-definitions.
+The three views are dropped and created again (in the order they build on each other) and
+`pdm_reader` gets its grants back. The downgrade restores 0005's definitions.
 
 Revision ID: 0006
 Revises: 0005
@@ -27,7 +30,8 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-CHANGED = ("v_latest_predictions", "v_readings_hourly")
+CHANGED = ("v_latest_predictions", "v_device_health", "v_readings_hourly")  # build order
+READER = "pdm_reader"
 DECIDING = "p.model_alias IN ('champion', 'builtin')"
 RISK_RANK = (
     "CASE p.risk_level WHEN 'alarm' THEN 3 WHEN 'warn' THEN 2 WHEN 'watch' THEN 1 "
@@ -67,6 +71,36 @@ FROM (
     WHERE {DECIDING} AND d.active
 ) AS ranked
 WHERE newest = 1""",
+        "v_device_health": """
+SELECT d.id AS device_id, d.name AS device, d.site, d.line, d.kind,
+       (SELECT max(r.ts) FROM sensor_readings AS r WHERE r.device_id = d.id) AS last_reading_at,
+       scores.window_end AS time,
+       CASE max_rank WHEN 3 THEN 'alarm' WHEN 2 THEN 'warn' WHEN 1 THEN 'watch'
+                     WHEN 0 THEN 'ok' END AS risk_level,
+       worst.model_name AS risk_from,
+       scores.failure_probability, scores.rul_estimate, scores.rul_unit,
+       worst.top_sensor,
+       (SELECT count(*) FROM alerts AS a
+         WHERE a.device_id = d.id AND a.status <> 'resolved') AS open_alerts,
+       CASE WHEN scores.scored > 0 THEN 'scored'
+            WHEN scores.device_id IS NOT NULL THEN 'suppressed_bad_data' END AS status
+FROM devices AS d
+LEFT JOIN (
+    SELECT device_id, max(window_end) AS window_end, max(risk_rank) AS max_rank,
+           sum(CASE WHEN status = 'suppressed_bad_data' THEN 0 ELSE 1 END) AS scored,
+           max(CASE WHEN model_name LIKE '%failure_risk' THEN failure_probability END)
+               AS failure_probability,
+           min(CASE WHEN model_name LIKE '%rul' THEN rul_estimate END) AS rul_estimate,
+           max(CASE WHEN model_name LIKE '%rul' THEN time_unit END) AS rul_unit
+    FROM v_latest_predictions GROUP BY device_id
+) AS scores ON scores.device_id = d.id
+LEFT JOIN (
+    SELECT device_id, model_name, top_sensor, ROW_NUMBER() OVER (
+               PARTITION BY device_id ORDER BY risk_rank DESC, model_name
+           ) AS pick
+    FROM v_latest_predictions WHERE risk_rank IS NOT NULL
+) AS worst ON worst.device_id = d.id AND worst.pick = 1
+WHERE d.active""",
         "v_readings_hourly": f"""
 SELECT r.device_id, d.name AS device, r.sensor, {hour} AS time,
        count(*) AS readings,
@@ -82,13 +116,20 @@ GROUP BY r.device_id, d.name, r.sensor, {hour}""",
 
 
 def _replace(views: dict[str, str]) -> None:
-    postgresql = op.get_bind().dialect.name == "postgresql"
+    for name in reversed(CHANGED):
+        op.execute(f"DROP VIEW {name}")
     for name in CHANGED:
-        if postgresql:  # in place: the views on top of it and the grants stay
-            op.execute(f"CREATE OR REPLACE VIEW {name} AS {views[name]}")
-        else:  # SQLite resolves a view's views when it is read: drop and create
-            op.execute(f"DROP VIEW {name}")
-            op.execute(f"CREATE VIEW {name} AS {views[name]}")
+        op.execute(f"CREATE VIEW {name} AS {views[name]}")
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            f"""
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{READER}') THEN
+        GRANT SELECT ON {", ".join(CHANGED)} TO {READER};
+    END IF;
+END $$;"""
+        )
 
 
 def upgrade() -> None:
