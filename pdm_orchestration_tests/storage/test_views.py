@@ -1,6 +1,7 @@
 """The BI views return the expected rows for known data; pdm_reader reads them and nothing else."""
 
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -148,6 +149,18 @@ def load_known(engine: Engine, tmp_path: Path) -> dict[str, int]:
     return ids
 
 
+@pytest.fixture
+def pg_known(pg_session_url: str, tmp_path: Path) -> Iterator[Engine]:
+    """The session's PostgreSQL database holding the known data."""
+    from pdm_orchestration_tests.conftest import _truncate_all
+
+    engine = make_engine(pg_session_url)
+    _truncate_all(engine)
+    load_known(engine, tmp_path)
+    yield engine
+    engine.dispose()
+
+
 def view(engine: Engine, name: str, order: str = "1") -> list[sa.Row]:
     with engine.connect() as conn:
         return conn.execute(sa.text(f"SELECT * FROM {name} ORDER BY {order}")).all()
@@ -224,49 +237,32 @@ def test_device_health_says_when_bad_data_stopped_the_models(
 
 
 @pytest.mark.postgres
-def test_hours_are_utc_hours_in_any_session_time_zone(pg_session_url: str, tmp_path: Path) -> None:
-    from pdm_orchestration_tests.conftest import _truncate_all
-
-    engine = make_engine(pg_session_url)
-    _truncate_all(engine)
-    load_known(engine, tmp_path)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SET TIME ZONE 'Asia/Kolkata'"))  # UTC+05:30
-            query = "SELECT time, readings FROM v_readings_hourly ORDER BY time"
-            hours = [(t.astimezone(UTC).isoformat(), n) for t, n in conn.execute(sa.text(query))]
-        assert hours == [("2026-05-01T12:00:00+00:00", 3), ("2026-05-01T13:00:00+00:00", 1)]
-    finally:
-        engine.dispose()
+def test_hours_are_utc_hours_in_any_session_time_zone(pg_known: Engine) -> None:
+    with pg_known.connect() as conn:
+        conn.execute(sa.text("SET TIME ZONE 'Asia/Kolkata'"))  # UTC+05:30
+        query = "SELECT time, readings FROM v_readings_hourly ORDER BY time"
+        hours = [(t.astimezone(UTC).isoformat(), n) for t, n in conn.execute(sa.text(query))]
+    assert hours == [("2026-05-01T12:00:00+00:00", 3), ("2026-05-01T13:00:00+00:00", 1)]
 
 
 @pytest.mark.postgres
-def test_pdm_reader_reads_the_views_and_nothing_else(pg_session_url: str, tmp_path: Path) -> None:
-    from pdm_orchestration_tests.conftest import _truncate_all
-
-    engine = make_engine(pg_session_url)
-    _truncate_all(engine)
-    load_known(engine, tmp_path)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SET ROLE pdm_reader"))
-            counts = {
-                name: conn.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar()
-                for name in VIEWS
-            }
-            assert counts["v_device_health"] == 6 and counts["v_alerts"] == 1
-            for statement in (
-                "SELECT count(*) FROM sensor_readings",
-                "SELECT count(*) FROM maintenance_predictions",
-                "INSERT INTO alerts (device_id, severity, status, dedup_key, message, opened_at, "
-                "updated_at) VALUES (1, 'warn', 'open', 'x', 'x', now(), now())",
-                "DELETE FROM devices",
-            ):
-                denied = pytest.raises(sa.exc.ProgrammingError, match="permission denied")
-                with denied, conn.begin_nested():
-                    conn.execute(sa.text(statement))
-    finally:
-        engine.dispose()
+def test_pdm_reader_reads_the_views_and_nothing_else(pg_known: Engine) -> None:
+    with pg_known.connect() as conn:
+        conn.execute(sa.text("SET ROLE pdm_reader"))
+        counts = {
+            name: conn.execute(sa.text(f"SELECT count(*) FROM {name}")).scalar() for name in VIEWS
+        }
+        assert counts["v_device_health"] == 6 and counts["v_alerts"] == 1
+        for statement in (
+            "SELECT count(*) FROM sensor_readings",
+            "SELECT count(*) FROM maintenance_predictions",
+            "INSERT INTO alerts (device_id, severity, status, dedup_key, message, opened_at, "
+            "updated_at) VALUES (1, 'warn', 'open', 'x', 'x', now(), now())",
+            "DELETE FROM devices",
+        ):
+            denied = pytest.raises(sa.exc.ProgrammingError, match="permission denied")
+            with denied, conn.begin_nested():
+                conn.execute(sa.text(statement))
 
 
 def readme_queries() -> list[str]:
@@ -278,20 +274,12 @@ def readme_queries() -> list[str]:
 
 
 @pytest.mark.postgres
-def test_the_example_queries_run_as_pdm_reader(pg_session_url: str, tmp_path: Path) -> None:
-    from pdm_orchestration_tests.conftest import _truncate_all
-
-    engine = make_engine(pg_session_url)
-    _truncate_all(engine)
-    load_known(engine, tmp_path)
+def test_the_example_queries_run_as_pdm_reader(pg_known: Engine) -> None:
     queries = readme_queries()
     assert len(queries) == 5
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SET ROLE pdm_reader"))
-            results = [conn.execute(sa.text(q)).all() for q in queries]
-    finally:
-        engine.dispose()
+    with pg_known.connect() as conn:
+        conn.execute(sa.text("SET ROLE pdm_reader"))
+        results = [conn.execute(sa.text(q)).all() for q in queries]
     hourly, risk, plant, weekly, comparison = results
     assert [r.value for r in hourly] == [105.0, 90.0]
     assert [(r.metric, r.value) for r in risk] == [
