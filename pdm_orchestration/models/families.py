@@ -98,7 +98,15 @@ class RiskPolicy:
 DEFAULT_PARAMS: dict[str, dict[str, float | int | str]] = {
     "rules": {"watch_factor": 3.0, "significance": 2.0},
     "anomaly": {"n_estimators": 200},
-    "failure_risk": {"max_iter": 300, "learning_rate": 0.05, "l2_regularization": 1.0},
+    # Shallow trees on large leaves: windows 10 minutes apart are nearly copies of each other, so
+    # deep trees on small leaves learn the training devices by heart and answer 0 or 1.
+    "failure_risk": {
+        "max_iter": 100,
+        "learning_rate": 0.05,
+        "l2_regularization": 1.0,
+        "max_depth": 3,
+        "min_samples_leaf": 100,
+    },
     "rul": {"max_iter": 500, "learning_rate": 0.05, "l2_regularization": 1.0},
 }
 
@@ -128,6 +136,8 @@ def build_pipeline(name: str, params: dict, horizon: float, span: float = 1.0) -
         "max_iter": int(p["max_iter"]),
         "learning_rate": float(p["learning_rate"]),
         "l2_regularization": float(p["l2_regularization"]),
+        "max_depth": None if p.get("max_depth") is None else int(p["max_depth"]),
+        "min_samples_leaf": int(p.get("min_samples_leaf", 20)),
         "early_stopping": False,
         "random_state": 0,
     }
