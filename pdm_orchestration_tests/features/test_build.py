@@ -340,8 +340,6 @@ def test_cmapss_cycles_give_windows_of_the_last_n_cycles(engine: Engine, tmp_pat
     from pdm_orchestration.modbus.replay import cmapss_plant, engine_name, read_cmapss, write_plant
     from pdm_orchestration_tests.test_cli_ingest import CMAPSS_TRAIN
 
-    if not CMAPSS_TRAIN.exists():
-        pytest.skip(f"no C-MAPSS data at {CMAPSS_TRAIN}")
     data = read_cmapss(CMAPSS_TRAIN)
     data = data[data.unit <= 3]
     plant_file = tmp_path / "cmapss.yaml"

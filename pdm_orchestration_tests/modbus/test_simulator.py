@@ -22,7 +22,7 @@ from pdm_orchestration_tests.conftest import EXAMPLE_PLANT, PROJECT_ROOT
 from pdm_orchestration_tests.modbus.helpers import free_port
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
-CMAPSS = PROJECT_ROOT.parent / "shared" / "data" / "cmapss-fd001"
+CMAPSS = PROJECT_ROOT / "pdm_orchestration_tests" / "data" / "cmapss-mini"  # FD001's first engines
 
 
 def example_plant(port: int):
@@ -158,7 +158,6 @@ def test_fault_injection_exception_and_busy_gateway() -> None:
             client.close()
 
 
-@pytest.mark.skipif(not CMAPSS.exists(), reason=f"C-MAPSS data not found at {CMAPSS}")
 def test_replay_serves_one_cycle_per_poll_and_writes_its_plant(tmp_path: Path) -> None:
     frame = read_cmapss(CMAPSS / "train_FD001.txt")
     frame = frame[frame["unit"] <= 3]
