@@ -67,19 +67,8 @@ def evaluate_alerts(
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
         state = {row.device_id: row for row in conn.execute(sa.select(alert_state))}
         names = dict(conn.execute(sa.select(devices.c.id, devices.c.name)).all())
-        # Only what is newer than the devices' watermarks (all of it while a device has none).
-        since = min((r.last_window_end for r in state.values()), default=None)
-        if len(state) < len(names):
-            since = None
-        risks = _risks(conn, since)
-        for device_id, rows in risks.groupby("device_id", sort=True):
+        for device_id, rows in _risks(conn).groupby("device_id", sort=True):
             before = state.get(device_id)
-            if before is not None:
-                since = pd.Timestamp(before.last_window_end)
-                since = since.tz_localize("UTC") if since.tzinfo is None else since
-                rows = rows[rows["window_end"] > since]
-            if rows.empty:
-                continue
             high = before.high_windows if before else 0
             low = before.low_windows if before else 0
             current = _open_alert(conn, device_id)
@@ -119,22 +108,23 @@ def evaluate_alerts(
     return summary
 
 
-def _risks(conn: sa.Connection, since: datetime | None) -> pd.DataFrame:
-    """Per device and window after `since`: the highest deciding risk, and its prediction."""
-    p = maintenance_predictions.c
+def _risks(conn: sa.Connection) -> pd.DataFrame:
+    """Per device and window past the device's watermark (every window while it has none): the
+    highest deciding risk, and its prediction."""
+    p, judged = maintenance_predictions.c, alert_state.c
     rank = sa.case(*((p.risk_level == name, i) for i, name in enumerate(RISK_NAMES)))
     query = (
         sa.select(p.device_id, p.window_end, rank.label("rank"), p.id, p.model_name, p.top_sensors)
         .join(devices, devices.c.id == p.device_id)
+        .outerjoin(alert_state, judged.device_id == p.device_id)
         .where(
             p.model_alias.in_(DECIDING_ALIASES),
             p.risk_level.is_not(None),
             devices.c.active.is_(True),
+            sa.or_(judged.last_window_end.is_(None), p.window_end > judged.last_window_end),
         )
         .order_by(p.device_id, p.window_end, rank.desc(), p.id)
     )
-    if since is not None:
-        query = query.where(p.window_end > since)
     rows = conn.execute(query).all()
     frame = pd.DataFrame(
         rows, columns=["device_id", "window_end", "rank", "id", "model_name", "top_sensors"]
